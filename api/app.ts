@@ -1,0 +1,79 @@
+// createApp(deps): the whole HTTP surface of Conveyor, built from dependencies passed in,
+// so tests can build an app against their own database and queue prefix.
+
+import { swaggerUI } from "@hono/swagger-ui";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { requestId } from "hono/request-id";
+import { routePath } from "hono/route";
+import { mountDashboards } from "../dashboards/index.js";
+import { AppError } from "../lib/errors.js";
+import { randomId } from "../lib/ids.js";
+import type { AppDeps, AppEnv } from "./context.js";
+import { notFound, onError } from "./errors.js";
+import { createMetrics } from "./metrics.js";
+import { validationHook } from "./openapi.js";
+import { alertsRoutes } from "./routes/alerts.js";
+import { healthRoutes } from "./routes/health.js";
+import { jobsRoutes } from "./routes/jobs.js";
+
+export function createApp(deps: AppDeps) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  const metrics = createMetrics(deps.queues);
+
+  app.use(requestId({ generator: () => randomId("req_") }));
+  app.use(async (c, next) => {
+    const started = performance.now();
+    const log = deps.logger.child({ requestId: c.get("requestId") });
+    c.set("log", log);
+    c.set("deps", deps);
+    await next();
+    const seconds = (performance.now() - started) / 1000;
+    const route = routePath(c);
+    metrics.observe(c.req.method, route, c.res.status, seconds);
+    // The path only: query strings can carry things that do not belong in logs.
+    log.info(
+      {
+        method: c.req.method,
+        path: c.req.path,
+        route,
+        status: c.res.status,
+        ms: Math.round(seconds * 1e4) / 10,
+      },
+      "request",
+    );
+  });
+  app.use(
+    bodyLimit({
+      maxSize: deps.config.BODY_LIMIT_BYTES,
+      onError: () => {
+        throw new AppError(
+          "PAYLOAD_TOO_LARGE",
+          `request body is larger than ${deps.config.BODY_LIMIT_BYTES} bytes`,
+        );
+      },
+    }),
+  );
+  app.onError(onError);
+  app.notFound(notFound);
+
+  app.route("/", healthRoutes(metrics));
+  app.route("/", jobsRoutes);
+  app.route("/", alertsRoutes);
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "Conveyor",
+      version: "0.1.0",
+      description:
+        "A job-processing platform: submissions answer 202 with a job; GET /v1/jobs/{queue}/{id} tracks it.",
+    },
+  });
+  app.get("/docs", swaggerUI({ url: "/openapi.json" }));
+
+  if (deps.dashboards !== false) mountDashboards(app, deps);
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

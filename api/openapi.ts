@@ -1,0 +1,86 @@
+// Schemas shared by every route's OpenAPI description, and the hook that turns a failed
+// zod validation into the platform's error body.
+
+import type { Hook } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
+import { AppError, ERROR_CODES } from "../lib/errors.js";
+import type { AppEnv } from "./context.js";
+
+export const errorBodySchema = z
+  .object({
+    error: z.object({
+      code: z.enum(Object.keys(ERROR_CODES) as [keyof typeof ERROR_CODES, ...(keyof typeof ERROR_CODES)[]]),
+      message: z.string(),
+      requestId: z.string(),
+      details: z.unknown().optional(),
+    }),
+  })
+  .openapi("Error");
+
+const errorDescriptions: Record<number, string> = {
+  400: "Invalid input (not JSON, or failed validation)",
+  401: "Missing or wrong credentials",
+  404: "Not found",
+  413: "Body larger than the configured limit",
+  415: "Body is not JSON",
+  429: "Too many requests",
+  503: "Redis or Postgres unavailable; see Retry-After",
+};
+
+export function errorResponses<S extends number>(...statuses: S[]) {
+  return Object.fromEntries(
+    [...statuses, 503].map((s) => [
+      s,
+      {
+        description: errorDescriptions[s] ?? "Error",
+        content: { "application/json": { schema: errorBodySchema } },
+      },
+    ]),
+  ) as Record<
+    S | 503,
+    { description: string; content: { "application/json": { schema: typeof errorBodySchema } } }
+  >;
+}
+
+export const jobViewSchema = z
+  .object({
+    id: z.string(),
+    queue: z.string(),
+    name: z.string(),
+    state: z.string().openapi({ example: "completed" }),
+    progress: z.unknown(),
+    attempts: z.number().int(),
+    result: z.unknown(),
+    failedReason: z.string().nullable(),
+    createdAt: z.string().nullable(),
+    processedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+  })
+  .openapi("Job");
+
+export const jobAcceptedSchema = z
+  .object({ job: z.object({ queue: z.string(), id: z.string(), statusUrl: z.string() }) })
+  .openapi("JobAccepted");
+
+export const jobSubmissionHeaders = z.object({
+  "idempotency-key": z
+    .string()
+    .optional()
+    .openapi({ description: "Same key within 24 h returns the first job; nothing new is enqueued" }),
+  prefer: z
+    .string()
+    .optional()
+    .openapi({ description: "wait=N (N ≤ 30): answer with the finished job if it finishes in time" }),
+});
+
+/** zod failures become 400 VALIDATION_FAILED with each issue's path and message. */
+export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result) => {
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+    throw new AppError(
+      "VALIDATION_FAILED",
+      `invalid ${result.target}: ${issues.map((i) => `${i.path || "(root)"} ${i.message}`).join("; ")}`,
+      issues,
+    );
+  }
+};

@@ -1,0 +1,207 @@
+// Alerts: event ingestion (enqueue only; the `alert-ingestion` worker merges into Postgres),
+// queries with filters and cursor pagination, and MTTA/MTTR statistics computed in SQL.
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import {
+  type AlertFilters,
+  alertStats,
+  decodeCursor,
+  getAlert,
+  listAlerts,
+} from "../../db/queries/alerts.js";
+import { ALERT_STATUSES } from "../../db/schema/alerts.js";
+import { AppError } from "../../lib/errors.js";
+import { secureEqual } from "../../lib/secure-compare.js";
+import { alertEventSchema, alertIngestionQueue } from "../../queues/alert-ingestion.js";
+import type { AppEnv } from "../context.js";
+import { submitJob } from "../jobs.js";
+import {
+  errorResponses,
+  jobAcceptedSchema,
+  jobSubmissionHeaders,
+  jobViewSchema,
+  validationHook,
+} from "../openapi.js";
+
+const filterQuery = {
+  name: z.string().min(1).optional().openapi({ description: "Exact alert name" }),
+  service: z.string().min(1).optional().openapi({ description: "Exact service name" }),
+  responder: z.string().min(1).optional().openapi({ description: "Exact responder name" }),
+  status: z.enum(ALERT_STATUSES).optional().openapi({ description: "Current (derived) status" }),
+  from: z.iso.datetime({ offset: true }).optional().openapi({ description: "triggeredOn ≥ from (ISO-8601)" }),
+  to: z.iso.datetime({ offset: true }).optional().openapi({ description: "triggeredOn ≤ to (ISO-8601)" }),
+};
+
+const filtersOf = (q: { [K in keyof typeof filterQuery]?: string }): AlertFilters => ({
+  name: q.name,
+  service: q.service,
+  responder: q.responder,
+  status: q.status as AlertFilters["status"],
+  from: q.from === undefined ? undefined : new Date(q.from),
+  to: q.to === undefined ? undefined : new Date(q.to),
+});
+
+const alertSchema = z
+  .object({
+    alertId: z.string(),
+    name: z.string(),
+    status: z.enum(ALERT_STATUSES),
+    responder: z.object({ userId: z.string().nullable(), name: z.string().nullable() }),
+    service: z.object({ serviceId: z.string().nullable(), name: z.string().nullable() }),
+    triggeredOn: z.string(),
+    acknowledgedOn: z.string().nullable(),
+    resolvedOn: z.string().nullable(),
+    updatedAt: z.string(),
+  })
+  .openapi("Alert");
+
+const durationSchema = z.object({
+  count: z.number().int(),
+  min: z.number().nullable(),
+  mean: z.number().nullable(),
+  max: z.number().nullable(),
+  p50: z.number().nullable(),
+  p95: z.number().nullable(),
+});
+
+const statsFields = {
+  total: z.number().int(),
+  byStatus: z.object({
+    TRIGGERED: z.number().int(),
+    ACKNOWLEDGED: z.number().int(),
+    RESOLVED: z.number().int(),
+  }),
+  timeToAcknowledgeMs: durationSchema,
+  timeToResolveMs: durationSchema,
+};
+const statsSchema = z
+  .object({
+    ...statsFields,
+    groups: z.array(z.object({ key: z.string().nullable(), ...statsFields })).optional(),
+  })
+  .openapi("AlertStats");
+
+const postEvent = createRoute({
+  method: "post",
+  path: "/v1/alerts/events",
+  tags: ["alerts"],
+  summary: "Ingest one alert event (ALERT_CREATED or ALERT_CHANGED)",
+  description:
+    "Validates the event and enqueues it on `alert-ingestion`; the alert is queryable within a second. " +
+    "When ALERTS_INGEST_TOKEN is configured, `Authorization: Bearer <token>` is required.",
+  request: {
+    headers: jobSubmissionHeaders,
+    body: { required: true, content: { "application/json": { schema: alertEventSchema } } },
+  },
+  responses: {
+    202: {
+      description: "Accepted; see Location for the job",
+      content: { "application/json": { schema: jobAcceptedSchema } },
+    },
+    200: {
+      description: "Finished in time (Prefer: wait)",
+      content: { "application/json": { schema: jobViewSchema } },
+    },
+    ...errorResponses(400, 401, 413, 415),
+  },
+});
+
+const listRoute = createRoute({
+  method: "get",
+  path: "/v1/alerts",
+  tags: ["alerts"],
+  summary: "Alerts, newest first (by triggeredOn), with filters and cursor pagination",
+  request: {
+    query: z.object({
+      ...filterQuery,
+      limit: z.coerce.number().int().min(1).max(500).default(50),
+      cursor: z.string().max(1024).optional().openapi({ description: "nextCursor of the previous page" }),
+    }),
+  },
+  responses: {
+    200: {
+      description: "A page of alerts",
+      content: {
+        "application/json": {
+          schema: z.object({ items: z.array(alertSchema), nextCursor: z.string().nullable() }),
+        },
+      },
+    },
+    ...errorResponses(400),
+  },
+});
+
+const statsRoute = createRoute({
+  method: "get",
+  path: "/v1/alerts/stats",
+  tags: ["alerts"],
+  summary:
+    "Counts by status and time to acknowledge / resolve (min, mean, max, p50, p95), optionally per group",
+  request: {
+    query: z.object({ ...filterQuery, groupBy: z.enum(["service", "responder"]).optional() }),
+  },
+  responses: {
+    200: { description: "Statistics", content: { "application/json": { schema: statsSchema } } },
+    ...errorResponses(400),
+  },
+});
+
+const getRoute = createRoute({
+  method: "get",
+  path: "/v1/alerts/{alertId}",
+  tags: ["alerts"],
+  summary: "One alert by id",
+  request: { params: z.object({ alertId: z.string().min(1).max(256) }) },
+  responses: {
+    200: { description: "The alert", content: { "application/json": { schema: alertSchema } } },
+    ...errorResponses(404),
+  },
+});
+
+/** Bearer token on ingestion, only when ALERTS_INGEST_TOKEN is configured (the stock emitter sends none). */
+const ingestAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const token = c.get("deps").config.ALERTS_INGEST_TOKEN;
+  if (token !== undefined) {
+    const header = c.req.header("Authorization") ?? "";
+    const presented = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? "";
+    if (!secureEqual(presented, token)) {
+      c.header("WWW-Authenticate", 'Bearer realm="alerts"');
+      throw new AppError("UNAUTHORIZED", "a valid Bearer token is required to ingest alert events");
+    }
+  }
+  await next();
+};
+
+export const alertsRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+alertsRoutes.use("/v1/alerts/events", ingestAuth);
+
+alertsRoutes
+  // submitJob answers 202 or (Prefer: wait) 200 itself; its Response is not typed per route.
+  .openapi(
+    postEvent,
+    (c) =>
+      submitJob(c, {
+        contract: alertIngestionQueue,
+        name: "alerts.ingest",
+        payload: c.req.valid("json"),
+      }) as never,
+  )
+  .openapi(listRoute, async (c) => {
+    const q = c.req.valid("query");
+    const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+    if (q.cursor !== undefined && !cursor)
+      throw new AppError("VALIDATION_FAILED", "cursor is not one this API issued");
+    const page = await listAlerts(c.get("deps").database.db, filtersOf(q), { limit: q.limit, cursor });
+    return c.json(page, 200);
+  })
+  .openapi(statsRoute, async (c) => {
+    const q = c.req.valid("query");
+    return c.json(await alertStats(c.get("deps").database.db, filtersOf(q), q.groupBy), 200);
+  })
+  .openapi(getRoute, async (c) => {
+    const { alertId } = c.req.valid("param");
+    const alert = await getAlert(c.get("deps").database.db, alertId);
+    if (!alert) throw new AppError("NOT_FOUND", `no alert ${alertId}`);
+    return c.json(alert, 200);
+  });

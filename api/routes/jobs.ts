@@ -1,0 +1,36 @@
+// GET /v1/jobs/{queue}/{id}: the state of any job, by the URL its submission answered with.
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { AppError } from "../../lib/errors.js";
+import { QUEUE_NAMES } from "../../queues/names.js";
+import { isQueueName } from "../../queues/registry.js";
+import type { AppEnv } from "../context.js";
+import { jobView } from "../jobs.js";
+import { errorResponses, jobViewSchema } from "../openapi.js";
+
+const getJob = createRoute({
+  method: "get",
+  path: "/v1/jobs/{queue}/{id}",
+  tags: ["jobs"],
+  summary: "State, progress, result and timestamps of a job",
+  request: {
+    params: z.object({
+      queue: z
+        .string()
+        .openapi({ example: "alert-ingestion", description: `one of ${QUEUE_NAMES.join(", ")}` }),
+      id: z.string().min(1).max(256),
+    }),
+  },
+  responses: {
+    200: { description: "The job", content: { "application/json": { schema: jobViewSchema } } },
+    ...errorResponses(404),
+  },
+});
+
+export const jobsRoutes = new OpenAPIHono<AppEnv>().openapi(getJob, async (c) => {
+  const { queue, id } = c.req.valid("param");
+  if (!isQueueName(queue)) throw new AppError("NOT_FOUND", `no queue named ${queue}`);
+  const job = await c.get("deps").queues.get(queue).getJob(id);
+  if (!job)
+    throw new AppError("NOT_FOUND", `no job ${id} in queue ${queue} (unknown, or trimmed after it finished)`);
+  return c.json(await jobView(queue, job), 200);
+});

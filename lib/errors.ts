@@ -1,0 +1,89 @@
+// One closed set of error codes, one mapping to HTTP status, one error body.
+export const ERROR_CODES = {
+  BAD_REQUEST: 400,
+  INVALID_JSON: 400,
+  VALIDATION_FAILED: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+  SERVICE_UNAVAILABLE: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+export type ErrorStatus = (typeof ERROR_CODES)[ErrorCode];
+
+export const codeToStatus = (code: ErrorCode): ErrorStatus => ERROR_CODES[code];
+
+export class AppError extends Error {
+  override readonly name = "AppError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+    /** Seconds, sent as Retry-After with 429 and 503. */
+    readonly retryAfter?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; requestId: string; details?: unknown };
+}
+
+export const errorBody = (
+  code: ErrorCode,
+  message: string,
+  requestId: string,
+  details?: unknown,
+): ErrorBody => ({
+  error: { code, message, requestId, ...(details === undefined ? {} : { details }) },
+});
+
+const CONNECTION_ERROR_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "EPIPE",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  // Postgres SQLSTATE class 08 (connection exception) and 57P0x (server shutting down).
+  "08000",
+  "08003",
+  "08006",
+  "08001",
+  "08004",
+  "57P01",
+  "57P02",
+  "57P03",
+]);
+
+/**
+ * True when an error means Redis or Postgres cannot be reached right now: the request
+ * may succeed later, so the API answers 503 with Retry-After instead of 500.
+ */
+export function isDependencyDown(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && CONNECTION_ERROR_CODES.has(code)) return true;
+  // ioredis with enableOfflineQueue: false, and a closed connection.
+  if (
+    /Stream isn't writeable|Connection is closed|enableOfflineQueue|MaxRetriesPerRequestError/i.test(
+      err.message,
+    )
+  )
+    return true;
+  if (err.name === "MaxRetriesPerRequestError") return true;
+  const cause = (err as { cause?: unknown }).cause;
+  return cause !== undefined && cause !== err && isDependencyDown(cause);
+}

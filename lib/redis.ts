@@ -1,0 +1,58 @@
+// Redis connections. Producers fail fast (the API answers 503 instead of queueing commands in
+// memory while Redis is away); workers wait forever, as BullMQ's blocking commands require.
+import { Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "./logger.js";
+
+export type RedisRole = "producer" | "worker";
+
+export function createRedis(url: string, role: RedisRole, logger: Logger, extra: RedisOptions = {}): Redis {
+  const options: RedisOptions =
+    role === "producer"
+      ? {
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          // Many concurrent requests each add one job: one round trip carries them all.
+          enableAutoPipelining: true,
+          connectTimeout: 2_000,
+        }
+      : { maxRetriesPerRequest: null, enableAutoPipelining: false };
+  const redis = new Redis(url, {
+    ...options,
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+    lazyConnect: false,
+    ...extra,
+  });
+  let lastLogged = 0;
+  redis.on("error", (err) => {
+    // One line per 5 s at most: a Redis outage must not flood the logs.
+    const now = Date.now();
+    if (now - lastLogged > 5_000) {
+      lastLogged = now;
+      logger.error(
+        { err: { message: err.message, code: (err as { code?: string }).code }, role },
+        "redis error",
+      );
+    }
+  });
+  return redis;
+}
+
+/** Resolves when the connection is ready, rejects after `timeoutMs`. */
+export async function waitForRedis(redis: Redis, timeoutMs = 5_000): Promise<void> {
+  if (redis.status === "ready") return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`Redis not ready after ${timeoutMs} ms (status ${redis.status})`));
+    }, timeoutMs);
+    const onReady = () => {
+      cleanup();
+      resolve();
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      redis.off("ready", onReady);
+    };
+    redis.on("ready", onReady);
+  });
+}

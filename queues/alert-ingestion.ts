@@ -1,0 +1,36 @@
+// Contract of the `alert-ingestion` queue: one `alerts.ingest` job per event the emitter sent.
+import { z } from "zod";
+import { baseJobOptions, defineQueue } from "./contract.js";
+
+const isoTimestamp = z.iso.datetime({ offset: true, message: "must be an ISO-8601 timestamp" });
+export const alertEventSchema = z.object({
+  type: z.enum(["ALERT_CREATED", "ALERT_CHANGED"]),
+  alert: z.object({
+    alertId: z.string().min(1).max(256),
+    name: z.string().max(1024),
+    status: z.enum(["TRIGGERED", "ACKNOWLEDGED", "RESOLVED"]),
+    responder: z
+      .object({ userId: z.string().max(256).optional(), name: z.string().max(512).optional() })
+      .optional(),
+    service: z
+      .object({ serviceId: z.string().max(256).optional(), name: z.string().max(512).optional() })
+      .optional(),
+    triggeredOn: isoTimestamp,
+    acknowledgedOn: isoTimestamp.optional(),
+    resolvedOn: isoTimestamp.optional(),
+  }),
+});
+
+export type AlertEvent = z.infer<typeof alertEventSchema>;
+
+export const alertIngestionQueue = defineQueue({
+  name: "alert-ingestion",
+  jobs: { "alerts.ingest": alertEventSchema },
+  defaultJobOptions: {
+    ...baseJobOptions,
+    attempts: 10,
+    backoff: { type: "exponential", delay: 500, jitter: 0.5 },
+    // High volume: keep fewer finished jobs; the alert itself lives in Postgres.
+    removeOnComplete: { age: 3600, count: 5_000 },
+  },
+});

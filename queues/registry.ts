@@ -1,0 +1,64 @@
+// The producer side of every queue: one Queue per contract over a shared fail-fast
+// connection, and QueueEvents (a blocking reader each) created only when a caller waits.
+import { type Queue, QueueEvents } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Logger } from "../lib/logger.js";
+import { createRedis } from "../lib/redis.js";
+import { createQueue } from "./contract.js";
+import { QUEUE_NAMES, type QueueName, queueContracts } from "./index.js";
+
+export interface QueueRegistry {
+  readonly prefix: string;
+  readonly names: readonly QueueName[];
+  get(name: QueueName): Queue;
+  /** The QueueEvents stream of a queue, opened on first use (Prefer: wait). */
+  events(name: QueueName): Promise<QueueEvents>;
+  close(): Promise<void>;
+}
+
+export const isQueueName = (name: string): name is QueueName =>
+  (QUEUE_NAMES as readonly string[]).includes(name);
+
+export function createQueueRegistry(opts: {
+  redis: Redis;
+  redisUrl: string;
+  prefix: string;
+  logger: Logger;
+}): QueueRegistry {
+  const queues = new Map<QueueName, Queue>(
+    QUEUE_NAMES.map((name) => [
+      name,
+      createQueue(queueContracts[name], opts.redis, opts.prefix, opts.logger),
+    ]),
+  );
+  const events = new Map<QueueName, Promise<QueueEvents>>();
+  const connections: Redis[] = [];
+  return {
+    prefix: opts.prefix,
+    names: QUEUE_NAMES,
+    get(name) {
+      const queue = queues.get(name);
+      if (!queue) throw new Error(`unknown queue ${name}`);
+      return queue;
+    },
+    events(name) {
+      let pending = events.get(name);
+      if (!pending) {
+        const connection = createRedis(opts.redisUrl, "worker", opts.logger);
+        connections.push(connection);
+        const queueEvents = new QueueEvents(name, { connection, prefix: opts.prefix });
+        queueEvents.on("error", (err) => opts.logger.error({ err, queue: name }, "queue events error"));
+        pending = queueEvents.waitUntilReady().then(() => queueEvents);
+        pending.catch(() => events.delete(name));
+        events.set(name, pending);
+      }
+      return pending;
+    },
+    async close() {
+      const opened = await Promise.allSettled(events.values());
+      await Promise.allSettled(opened.flatMap((r) => (r.status === "fulfilled" ? [r.value.close()] : [])));
+      for (const connection of connections) connection.disconnect();
+      await Promise.allSettled([...queues.values()].map((q) => q.close()));
+    },
+  };
+}

@@ -1,0 +1,123 @@
+// A whole app against a database and a queue prefix of its own: createApp with real
+// Postgres and Redis, and (optionally) the real workers in this process.
+import { randomBytes } from "node:crypto";
+import { Writable } from "node:stream";
+import { type App, createApp } from "../../api/app.js";
+import { buildApiDeps } from "../../api/bootstrap.js";
+import type { AppDeps } from "../../api/context.js";
+import {
+  type ApiConfig,
+  apiConfigSchema,
+  loadTestEnv,
+  parseConfig,
+  type WorkerConfig,
+  withConcurrency,
+  workerConfigSchema,
+} from "../../lib/config.js";
+import { createLogger, type Logger } from "../../lib/logger.js";
+import { waitForRedis } from "../../lib/redis.js";
+import { createShutdownRegistry } from "../../lib/shutdown.js";
+import { processorFactories } from "../../workers/processors.js";
+import { type RunningWorkers, startWorkers } from "../../workers/runtime.js";
+import { createTestDatabase, type TestDatabase } from "./database.js";
+import { trackWorker } from "./workers.js";
+
+/** Log lines captured in memory, for tests that assert what is (and is not) logged. */
+export function captureLogs(): { stream: Writable; lines: string[] } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(...String(chunk).split("\n").filter(Boolean));
+      done();
+    },
+  });
+  return { stream, lines };
+}
+
+export const uniquePrefix = () => `test-${randomBytes(6).toString("hex")}`;
+
+export interface TestContext {
+  app: App;
+  deps: AppDeps;
+  db: TestDatabase;
+  prefix: string;
+  env: Record<string, string>;
+  logs: string[];
+  logger: Logger;
+  workerConfig: WorkerConfig;
+  /** Starts the real workers in this process (all queues unless told otherwise). */
+  startWorkers(overrides?: Record<string, string>): RunningWorkers;
+  close(): Promise<void>;
+}
+
+export async function createTestContext(overrides: Record<string, string> = {}): Promise<TestContext> {
+  const testEnv = loadTestEnv();
+  const db = await createTestDatabase();
+  const prefix = uniquePrefix();
+  const env = {
+    DATABASE_URL: db.url,
+    REDIS_URL: testEnv.TEST_REDIS_URL,
+    QUEUE_PREFIX: prefix,
+    LOG_LEVEL: "info",
+    MIGRATE_ON_START: "false",
+    ...overrides,
+  };
+  const config: ApiConfig = parseConfig(apiConfigSchema, env);
+  const { stream, lines } = captureLogs();
+  const logger = createLogger({ level: config.LOG_LEVEL, name: "test" }, stream);
+  const shutdown = createShutdownRegistry(logger, 10_000);
+  const deps = buildApiDeps(config, logger, shutdown);
+  await waitForRedis(deps.redis);
+  const app = createApp(deps);
+  const workerConfig = withConcurrency(parseConfig(workerConfigSchema, env));
+  const running: RunningWorkers[] = [];
+  return {
+    app,
+    deps,
+    db,
+    prefix,
+    env,
+    logs: lines,
+    logger,
+    workerConfig,
+    startWorkers(workerOverrides = {}) {
+      const cfg = withConcurrency(parseConfig(workerConfigSchema, { ...env, ...workerOverrides }));
+      const workers = startWorkers({
+        config: cfg,
+        logger,
+        database: deps.database,
+        queues: cfg.WORKER_QUEUES,
+        factories: processorFactories,
+      });
+      for (const w of workers.workers) trackWorker(w);
+      running.push(workers);
+      return workers;
+    },
+    async close() {
+      await Promise.allSettled(running.map((w) => w.close()));
+      await Promise.allSettled(deps.queues.names.map((n) => deps.queues.get(n).obliterate({ force: true })));
+      await shutdown.shutdown("test done");
+      await db.drop();
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 10_000,
+  everyMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms${lastError ? `: ${String(lastError)}` : ""}`);
+}

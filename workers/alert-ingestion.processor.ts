@@ -1,0 +1,29 @@
+// `alert-ingestion`: each job is one event; concurrent jobs are merged into Postgres in
+// batches (group commit), which is what lets one worker keep up with thousands of events/s.
+import type { Job } from "bullmq";
+import { mergeAlertEvents } from "../db/queries/alerts.js";
+import { createBatcher } from "../lib/batcher.js";
+import { type AlertEvent, alertIngestionQueue } from "../queues/alert-ingestion.js";
+import { parseJobData } from "../queues/contract.js";
+import { type ProcessorFactory, unrecoverable } from "./runtime.js";
+
+export const alertIngestionProcessor: ProcessorFactory = ({ config, database }) => {
+  const batcher = createBatcher<AlertEvent>({
+    maxBatch: config.ALERTS_BATCH_MAX,
+    flush: (events) => mergeAlertEvents(database.sql, events),
+  });
+  return {
+    async handle(job: Job) {
+      if (job.name !== "alerts.ingest") unrecoverable(new Error(`unknown job name ${job.name}`));
+      let event: AlertEvent;
+      try {
+        event = parseJobData(alertIngestionQueue, "alerts.ingest", job.data);
+      } catch (err) {
+        unrecoverable(err);
+      }
+      await batcher.add(event);
+      return { alertId: event.alert.alertId };
+    },
+    close: () => batcher.drain(),
+  };
+};

@@ -1,0 +1,85 @@
+// Worker runtime: one BullMQ Worker per selected queue, a child logger per job, and a close
+// that lets active jobs finish. The deadline lives in lib/shutdown.ts, because
+// worker.close() has none and hangs while Redis is unreachable.
+import { type Job, UnrecoverableError, Worker } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Database } from "../db/client.js";
+import type { WorkerConfig } from "../lib/config.js";
+import type { Logger } from "../lib/logger.js";
+import { createRedis } from "../lib/redis.js";
+import type { QueueName } from "../queues/names.js";
+
+export interface ProcessorDeps {
+  config: WorkerConfig;
+  logger: Logger;
+  database: Database;
+}
+
+/** What a queue's processor module provides: a handler per job and an optional close. */
+export interface Processor {
+  handle(job: Job, log: Logger): Promise<unknown>;
+  close?(): Promise<void>;
+}
+
+export type ProcessorFactory = (deps: ProcessorDeps) => Processor;
+
+export interface RunningWorkers {
+  workers: Worker[];
+  /** Stops taking jobs, waits for active ones, then closes connections. No deadline of its own. */
+  close(): Promise<void>;
+}
+
+export function startWorkers(
+  deps: ProcessorDeps & { queues: readonly QueueName[]; factories: Record<QueueName, ProcessorFactory> },
+): RunningWorkers {
+  const { config, logger } = deps;
+  const running: { worker: Worker; processor: Processor; connection: Redis }[] = [];
+  for (const queue of deps.queues) {
+    const processor = deps.factories[queue](deps);
+    const connection = createRedis(config.REDIS_URL, "worker", logger);
+    const worker = new Worker(
+      queue,
+      async (job: Job) => {
+        const log = logger.child({ queue, jobName: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
+        return processor.handle(job, log);
+      },
+      {
+        connection,
+        prefix: config.QUEUE_PREFIX,
+        concurrency: config.concurrency[queue],
+        // Jobs of a killed worker are picked up by another replica after this long.
+        stalledInterval: 15_000,
+        maxStalledCount: 2,
+      },
+    );
+    worker.on("error", (err) => logger.error({ err, queue }, "worker error"));
+    worker.on("failed", (job, err) => {
+      const final = !job || err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+      logger[final ? "error" : "warn"](
+        {
+          queue,
+          jobName: job?.name,
+          jobId: job?.id,
+          attempt: job?.attemptsMade,
+          err: { message: err.message, name: err.name },
+        },
+        final ? "job failed" : "job failed; will retry",
+      );
+    });
+    running.push({ worker, processor, connection });
+    logger.info({ queue, concurrency: config.concurrency[queue] }, "worker started");
+  }
+  return {
+    workers: running.map((r) => r.worker),
+    async close() {
+      await Promise.allSettled(running.map((r) => r.worker.close()));
+      await Promise.allSettled(running.map((r) => r.processor.close?.()));
+      await Promise.allSettled(running.map((r) => r.connection.quit()));
+    },
+  };
+}
+
+/** Wraps a payload-parse failure: no retry can fix a payload that does not match its contract. */
+export function unrecoverable(err: unknown): never {
+  throw new UnrecoverableError(err instanceof Error ? err.message : String(err));
+}
