@@ -5,7 +5,7 @@ import { loadWorkerConfig } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
 import { createShutdownRegistry, exitOnSignals } from "../lib/shutdown.js";
 import { processorFactories } from "./processors.js";
-import { startWorkers } from "./runtime.js";
+import { selectServices, startWorkers } from "./runtime.js";
 
 const config = loadWorkerConfig();
 const logger = createLogger({ level: config.LOG_LEVEL, name: "worker" });
@@ -15,12 +15,7 @@ exitOnSignals(shutdown, logger);
 if (config.MIGRATE_ON_START) await migrateDatabase(config.DATABASE_URL, logger);
 const database = createDatabase(config.DATABASE_URL, { max: config.DB_POOL_MAX, appName: "conveyor-worker" });
 shutdown.register("database", () => database.close());
-const workers = startWorkers({
-  config,
-  logger,
-  database,
-  queues: config.WORKER_QUEUES,
-  factories: processorFactories,
-});
+const services = selectServices({ config, logger, database }, processorFactories);
+const workers = startWorkers({ config, logger, services });
 shutdown.register("workers", () => workers.close());
 logger.info({ queues: config.WORKER_QUEUES, prefix: config.QUEUE_PREFIX }, "worker ready");

@@ -29,13 +29,36 @@ export interface RunningWorkers {
   close(): Promise<void>;
 }
 
-export function startWorkers(
-  deps: ProcessorDeps & { queues: readonly QueueName[]; factories: Record<QueueName, ProcessorFactory> },
-): RunningWorkers {
-  const { config, logger } = deps;
+/** One queue to serve: its name, how many jobs at once, and its processor. */
+export interface QueueService {
+  queue: string;
+  concurrency: number;
+  processor: Processor;
+}
+
+/** The services a worker config selects (WORKER_QUEUES, WORKER_CONCURRENCY_*). */
+export function selectServices(
+  deps: ProcessorDeps,
+  factories: Record<QueueName, ProcessorFactory>,
+  queues: readonly QueueName[] = deps.config.WORKER_QUEUES,
+): QueueService[] {
+  return queues.map((queue) => ({
+    queue,
+    concurrency: deps.config.concurrency[queue],
+    processor: factories[queue](deps),
+  }));
+}
+
+export function startWorkers(opts: {
+  config: Pick<WorkerConfig, "REDIS_URL" | "QUEUE_PREFIX">;
+  logger: Logger;
+  services: QueueService[];
+  /** Milliseconds of lock before a job of a killed worker counts as stalled and is retried elsewhere. */
+  stalledIntervalMs?: number;
+}): RunningWorkers {
+  const { config, logger } = opts;
   const running: { worker: Worker; processor: Processor; connection: Redis }[] = [];
-  for (const queue of deps.queues) {
-    const processor = deps.factories[queue](deps);
+  for (const { queue, concurrency, processor } of opts.services) {
     const connection = createRedis(config.REDIS_URL, "worker", logger);
     const worker = new Worker(
       queue,
@@ -46,9 +69,10 @@ export function startWorkers(
       {
         connection,
         prefix: config.QUEUE_PREFIX,
-        concurrency: config.concurrency[queue],
+        concurrency,
         // Jobs of a killed worker are picked up by another replica after this long.
-        stalledInterval: 15_000,
+        stalledInterval: opts.stalledIntervalMs ?? 15_000,
+        lockDuration: opts.stalledIntervalMs ?? 15_000,
         maxStalledCount: 2,
       },
     );
@@ -67,7 +91,7 @@ export function startWorkers(
       );
     });
     running.push({ worker, processor, connection });
-    logger.info({ queue, concurrency: config.concurrency[queue] }, "worker started");
+    logger.info({ queue, concurrency }, "worker started");
   }
   return {
     workers: running.map((r) => r.worker),

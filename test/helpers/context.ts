@@ -18,7 +18,7 @@ import { createLogger, type Logger } from "../../lib/logger.js";
 import { waitForRedis } from "../../lib/redis.js";
 import { createShutdownRegistry } from "../../lib/shutdown.js";
 import { processorFactories } from "../../workers/processors.js";
-import { type RunningWorkers, startWorkers } from "../../workers/runtime.js";
+import { type RunningWorkers, selectServices, startWorkers } from "../../workers/runtime.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
 import { trackWorker } from "./workers.js";
 
@@ -82,13 +82,8 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     workerConfig,
     startWorkers(workerOverrides = {}) {
       const cfg = withConcurrency(parseConfig(workerConfigSchema, { ...env, ...workerOverrides }));
-      const workers = startWorkers({
-        config: cfg,
-        logger,
-        database: deps.database,
-        queues: cfg.WORKER_QUEUES,
-        factories: processorFactories,
-      });
+      const services = selectServices({ config: cfg, logger, database: deps.database }, processorFactories);
+      const workers = startWorkers({ config: cfg, logger, services });
       for (const w of workers.workers) trackWorker(w);
       running.push(workers);
       return workers;
