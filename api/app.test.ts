@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestContext, type TestContext } from "../test/helpers/context.js";
+
+let t: TestContext;
+beforeAll(async () => {
+  t = await createTestContext();
+});
+afterAll(() => t.close());
+
+describe("platform endpoints", () => {
+  it("GET /health answers without touching dependencies", async () => {
+    const res = await t.app.request("/health");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok" });
+  });
+
+  it("GET /ready checks Redis and Postgres", async () => {
+    const res = await t.app.request("/ready");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      status: "ready",
+      checks: { redis: { ok: true }, postgres: { ok: true } },
+    });
+  });
+
+  it("echoes a caller's X-Request-Id and makes one otherwise", async () => {
+    const mine = await t.app.request("/health", { headers: { "x-request-id": "trace-abc-123" } });
+    expect(mine.headers.get("x-request-id")).toBe("trace-abc-123");
+    const made = await t.app.request("/health");
+    expect(made.headers.get("x-request-id")).toMatch(/^req_[\w-]{20,}$/);
+    expect(
+      t.logs.some((l) => l.includes('"requestId":"trace-abc-123"') && l.includes('"path":"/health"')),
+    ).toBe(true);
+  });
+
+  it("answers an unknown route with the JSON error body", async () => {
+    const res = await t.app.request("/v1/nothing-here", { headers: { "x-request-id": "rid-404" } });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({
+      error: { code: "NOT_FOUND", message: "no route for GET /v1/nothing-here", requestId: "rid-404" },
+    });
+  });
+
+  it("serves Prometheus text with HTTP figures by route and status and queue depths by state", async () => {
+    await t.app.request("/v1/alerts/does-not-exist");
+    const res = await t.app.request("/metrics");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
+    const text = await res.text();
+    expect(text).toMatch(/http_requests_total\{method="GET",route="\/v1\/alerts\/:alertId",status="404"\} 1/);
+    expect(text).toMatch(/http_request_duration_seconds_bucket\{le="0.005",method="GET",route="\/health"\}/);
+    expect(text).toMatch(/queue_jobs\{queue="alert-ingestion",state="waiting"\} \d+/);
+    expect(text).toMatch(/queue_jobs\{queue="alert-ingestion",state="failed"\} \d+/);
+  });
+
+  it("publishes an OpenAPI document generated from the route schemas, and Swagger UI", async () => {
+    const doc = (await (await t.app.request("/openapi.json")).json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+    };
+    expect(doc.openapi).toBe("3.1.0");
+    for (const path of [
+      "/v1/alerts/events",
+      "/v1/alerts",
+      "/v1/alerts/stats",
+      "/v1/alerts/{alertId}",
+      "/v1/jobs/{queue}/{id}",
+      "/health",
+      "/ready",
+      "/metrics",
+    ]) {
+      expect(doc.paths, path).toHaveProperty([path]);
+    }
+    expect(Object.keys(doc.paths["/v1/alerts/events"]?.post?.responses ?? {})).toEqual(
+      expect.arrayContaining(["202", "400", "413", "503"]),
+    );
+    const ui = await t.app.request("/docs");
+    expect(ui.status).toBe(200);
+    expect(await ui.text()).toContain("/openapi.json");
+  });
+});

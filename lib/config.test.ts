@@ -1,0 +1,66 @@
+import { spawnSync } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { apiConfigSchema, ConfigError, parseConfig, withConcurrency, workerConfigSchema } from "./config.js";
+
+const base = { DATABASE_URL: "postgres://u@h:5432/d", REDIS_URL: "redis://127.0.0.1:6379" };
+
+describe("config", () => {
+  it("applies documented defaults", () => {
+    const c = parseConfig(apiConfigSchema, base);
+    expect(c).toMatchObject({
+      PORT: 3000,
+      QUEUE_PREFIX: "conveyor",
+      LOG_LEVEL: "info",
+      BODY_LIMIT_BYTES: 1_048_576,
+    });
+    const w = withConcurrency(parseConfig(workerConfigSchema, base));
+    expect(w.WORKER_QUEUES).toEqual(["alert-ingestion"]);
+    expect(w.concurrency["alert-ingestion"]).toBe(256);
+  });
+
+  it("reads a concurrency per queue and a queue list", () => {
+    const w = withConcurrency(
+      parseConfig(workerConfigSchema, {
+        ...base,
+        WORKER_QUEUES: "alert-ingestion",
+        WORKER_CONCURRENCY_ALERT_INGESTION: "12",
+      }),
+    );
+    expect(w.WORKER_QUEUES).toEqual(["alert-ingestion"]);
+    expect(w.concurrency["alert-ingestion"]).toBe(12);
+  });
+
+  it("accepts a Redis Cluster hash tag in the queue prefix", () => {
+    expect(parseConfig(apiConfigSchema, { ...base, QUEUE_PREFIX: "{conveyor}" }).QUEUE_PREFIX).toBe(
+      "{conveyor}",
+    );
+  });
+
+  it("names every bad or missing variable", () => {
+    const attempt = () =>
+      parseConfig(workerConfigSchema, {
+        REDIS_URL: "http://nope",
+        PORT: "x",
+        WORKER_QUEUES: "alert-ingestion,mail",
+      });
+    expect(attempt).toThrow(ConfigError);
+    try {
+      attempt();
+    } catch (err) {
+      const message = (err as Error).message;
+      expect(message).toContain("DATABASE_URL");
+      expect(message).toContain("REDIS_URL");
+      expect(message).toContain("unknown queue(s) mail");
+    }
+  });
+
+  it("makes a process exit with a message naming the variable", () => {
+    const result = spawnSync("npx", ["tsx", "workers/main.ts"], {
+      env: { PATH: process.env.PATH, DATABASE_URL: base.DATABASE_URL, REDIS_URL: "not a url" },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(result.status).toBe(78);
+    expect(result.stderr).toMatch(/REDIS_URL/);
+  });
+});
