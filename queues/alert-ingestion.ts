@@ -28,7 +28,8 @@ export const alertIngestionQueue = defineQueue({
   jobs: { "alerts.ingest": alertEventSchema },
   defaultJobOptions: {
     ...baseJobOptions,
-    attempts: 10,
+    // ~4.5 h of retries: an acknowledged event survives a long Postgres outage.
+    attempts: 15,
     backoff: { type: "exponential", delay: 500, jitter: 0.5 },
     // High volume: keep fewer finished jobs; the alert itself lives in Postgres.
     removeOnComplete: { age: 3600, count: 5_000 },
