@@ -1,0 +1,89 @@
+// Who may open the operator surfaces: HTTP Basic against ADMIN_USER / ADMIN_PASSWORD (or the
+// all-in-one dev start's generated password), and a same-origin rule for anything that writes.
+import type { MiddlewareHandler } from "hono";
+import type { AppDeps, AppEnv } from "../api/context.js";
+import { sendError } from "../api/errors.js";
+import { secureEqual } from "../lib/secure-compare.js";
+
+export const AUTH_REALM = "conveyor";
+/** The user name of the all-in-one dev start when ADMIN_USER is not set. */
+export const DEV_USER = "admin";
+
+export type OperatorCredentials =
+  | { enabled: true; user: string; password: string; source: "config" | "dev" }
+  | { enabled: false; reason: string };
+
+/** Configured credentials win; the dev password only stands in when ADMIN_PASSWORD is absent. */
+export function resolveOperatorCredentials(
+  deps: Pick<AppDeps, "config" | "devDashboardsPassword">,
+): OperatorCredentials {
+  const { ADMIN_USER: user, ADMIN_PASSWORD: password } = deps.config;
+  if (user !== undefined && password !== undefined)
+    return { enabled: true, user, password, source: "config" };
+  if (password === undefined && deps.devDashboardsPassword)
+    return { enabled: true, user: user ?? DEV_USER, password: deps.devDashboardsPassword, source: "dev" };
+  const missing = [user === undefined && "ADMIN_USER", password === undefined && "ADMIN_PASSWORD"].filter(
+    Boolean,
+  );
+  return {
+    enabled: false,
+    reason: `dashboards are disabled: ${missing.join(" and ")} ${missing.length > 1 ? "are" : "is"} not set`,
+  };
+}
+
+/** user and password of an `Authorization: Basic …` header, or undefined when there is none. */
+export function parseBasicAuth(header: string | undefined): { user: string; password: string } | undefined {
+  const encoded = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "")?.[1];
+  if (!encoded) return undefined;
+  const decoded = Buffer.from(encoded, "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  // RFC 7617: the user id cannot contain a colon, the password can.
+  if (colon < 0) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+export function operatorAuth(credentials: OperatorCredentials): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const presented = parseBasicAuth(c.req.header("Authorization"));
+    if (credentials.enabled && presented) {
+      // Both comparisons always run, so the time taken does not tell which one failed.
+      const userOk = secureEqual(presented.user, credentials.user);
+      const passwordOk = secureEqual(presented.password, credentials.password);
+      if (userOk && passwordOk) return next();
+    }
+    // RFC 7235 requires the challenge on every 401, even when no credentials can succeed; the
+    // body then says why, and the reason was logged when the dashboards were mounted.
+    c.header("WWW-Authenticate", `Basic realm="${AUTH_REALM}", charset="UTF-8"`);
+    c.header("Cache-Control", "no-store");
+    return sendError(
+      c,
+      "UNAUTHORIZED",
+      credentials.enabled
+        ? "operator credentials are required"
+        : `${credentials.reason}; the operator dashboards refuse every request`,
+    );
+  };
+}
+
+const UNSAFE_METHOD = /^(?!GET$|HEAD$|OPTIONS$)/;
+
+/**
+ * Browsers resend Basic credentials on their own, so a page on another site could make an
+ * operator's browser pause, empty or obliterate a queue through Bull Board's API (its Hono adapter
+ * parses any body as JSON, so a plain form post gets through). Writes must come from this origin:
+ * browsers say where a request comes from in Sec-Fetch-Site or Origin; a request with neither is
+ * not a browser's, and cannot ride on an operator's session.
+ */
+export const sameOriginWrites: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (UNSAFE_METHOD.test(c.req.method)) {
+    const site = c.req.header("Sec-Fetch-Site");
+    const origin = c.req.header("Origin");
+    const allowed =
+      site !== undefined
+        ? site === "same-origin"
+        : origin === undefined || origin === new URL(c.req.url).origin;
+    if (!allowed)
+      return sendError(c, "FORBIDDEN", "dashboard actions must come from the dashboard's own origin");
+  }
+  return next();
+};
