@@ -51,13 +51,15 @@ export function createShutdownRegistry(logger: Logger, deadlineMs: number): Shut
 
 /** Wires SIGTERM and SIGINT: the first runs the registry then exits, a second forces exit. */
 export function exitOnSignals(registry: ShutdownRegistry, logger: Logger): void {
-  let signalled = false;
+  let firstSignalAt: number | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (signalled) {
+    if (firstSignalAt !== undefined) {
+      // npm and tsx can each forward one terminal Ctrl-C: a repeat this close is the same press.
+      if (Date.now() - firstSignalAt < 1_000) return;
       logger.warn({ signal }, "second signal: forcing exit");
       process.exit(130);
     }
-    signalled = true;
+    firstSignalAt = Date.now();
     void registry.shutdown(signal).then((clean) => {
       logger.flush?.();
       process.exit(clean ? 0 : 1);
