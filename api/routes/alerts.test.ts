@@ -70,9 +70,13 @@ describe("POST /v1/alerts/events", () => {
       acknowledgedOn: null,
       resolvedOn: null,
     });
-    const job = await t.app.request(body.job.statusUrl);
-    expect(job.status).toBe(200);
-    expect(await job.json()).toMatchObject({ id: body.job.id, state: "completed", result: { alertId: id } });
+    // The row is written a moment before BullMQ marks the job completed.
+    const job = await eventually(async () => {
+      const res = await t.app.request(body.job.statusUrl);
+      const view = (await res.json()) as { state: string };
+      return view.state === "completed" ? view : undefined;
+    });
+    expect(job).toMatchObject({ id: body.job.id, name: "alerts.ingest", attempts: 1, result: { alertId: id } });
   });
 
   it("inserts an alert first seen through ALERT_CHANGED (a missed ALERT_CREATED)", async () => {
@@ -189,7 +193,7 @@ describe("POST /v1/alerts/events", () => {
       413,
       "PAYLOAD_TOO_LARGE",
     ],
-  ])("rejects %s with %i and enqueues nothing", async (_label, body, status, code) => {
+  ])("rejects %s with the error body and enqueues nothing", async (_label, body, status, code) => {
     const before = await t.deps.queues.get("alert-ingestion").count();
     const res = await post(body);
     expect(res.status).toBe(status);
