@@ -29,12 +29,13 @@ export interface JobView {
 
 const iso = (ms: number | undefined | null) => (ms ? new Date(ms).toISOString() : null);
 
-export async function jobView(queue: QueueName, job: Job): Promise<JobView> {
+/** `state`, when given, was read before `job` (see GET /v1/jobs/{queue}/{id}). */
+export async function jobView(queue: QueueName, job: Job, state?: string): Promise<JobView> {
   return {
     id: job.id ?? "",
     queue,
     name: job.name,
-    state: await job.getState(),
+    state: state === undefined || state === "unknown" ? await job.getState() : state,
     progress: job.progress ?? 0,
     attempts: job.attemptsMade,
     result: job.returnvalue ?? null,

@@ -44,11 +44,25 @@ export function createQueueRegistry(opts: {
     events(name) {
       let pending = events.get(name);
       if (!pending) {
-        const connection = createRedis(opts.redisUrl, "worker", opts.logger);
-        connections.push(connection);
-        const queueEvents = new QueueEvents(name, { connection, prefix: opts.prefix });
-        queueEvents.on("error", (err) => opts.logger.error({ err, queue: name }, "queue events error"));
-        pending = queueEvents.waitUntilReady().then(() => queueEvents);
+        pending = (async () => {
+          // Read the stream from its last entry as of now, not from "$": QueueEvents sends its
+          // first XREAD only after waitUntilReady has resolved, and a job finishing in between
+          // (after job.waitUntilFinished has polled it) would otherwise be missed, leaving the
+          // first Prefer: wait request of a process to sit out its whole wait.
+          const queue = queues.get(name);
+          if (!queue) throw new Error(`unknown queue ${name}`);
+          const [last] = await opts.redis.xrevrange(queue.keys.events ?? "", "+", "-", "COUNT", 1);
+          const connection = createRedis(opts.redisUrl, "worker", opts.logger);
+          connections.push(connection);
+          const queueEvents = new QueueEvents(name, {
+            connection,
+            prefix: opts.prefix,
+            lastEventId: last?.[0] ?? "0-0",
+          });
+          queueEvents.on("error", (err) => opts.logger.error({ err, queue: name }, "queue events error"));
+          await queueEvents.waitUntilReady();
+          return queueEvents;
+        })();
         pending.catch(() => events.delete(name));
         events.set(name, pending);
       }

@@ -76,7 +76,12 @@ describe("POST /v1/alerts/events", () => {
       const view = (await res.json()) as { state: string };
       return view.state === "completed" ? view : undefined;
     });
-    expect(job).toMatchObject({ id: body.job.id, name: "alerts.ingest", attempts: 1, result: { alertId: id } });
+    expect(job).toMatchObject({
+      id: body.job.id,
+      name: "alerts.ingest",
+      attempts: 1,
+      result: { alertId: id },
+    });
   });
 
   it("inserts an alert first seen through ALERT_CHANGED (a missed ALERT_CREATED)", async () => {

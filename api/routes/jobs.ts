@@ -29,8 +29,12 @@ const getJob = createRoute({
 export const jobsRoutes = new OpenAPIHono<AppEnv>().openapi(getJob, async (c) => {
   const { queue, id } = c.req.valid("param");
   if (!isQueueName(queue)) throw new AppError("NOT_FOUND", `no queue named ${queue}`);
-  const job = await c.get("deps").queues.get(queue).getJob(id);
+  const jobs = c.get("deps").queues.get(queue);
+  // The state first, then the job: read the other way round, a job finishing in between
+  // would show as completed with no result and no finishedAt.
+  const state = await jobs.getJobState(id);
+  const job = await jobs.getJob(id);
   if (!job)
     throw new AppError("NOT_FOUND", `no job ${id} in queue ${queue} (unknown, or trimmed after it finished)`);
-  return c.json(await jobView(queue, job), 200);
+  return c.json(await jobView(queue, job, state), 200);
 });

@@ -1,0 +1,391 @@
+// The job contract every submission shares, through the app: Idempotency-Key, Prefer: wait,
+// GET /v1/jobs/{queue}/{id}, unguessable ids, and 503 + Retry-After while Redis or Postgres
+// is down, with nothing acknowledged lost.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiConfigSchema, loadTestEnv, parseConfig } from "../lib/config.js";
+import { createLogger } from "../lib/logger.js";
+import { waitForRedis } from "../lib/redis.js";
+import { createShutdownRegistry } from "../lib/shutdown.js";
+import { createTestContext, eventually, type TestContext, uniquePrefix } from "../test/helpers/context.js";
+import { freePort } from "../test/helpers/processes.js";
+import { createApp } from "./app.js";
+import { buildApiDeps } from "./bootstrap.js";
+import { MAX_WAIT_SECONDS } from "./jobs.js";
+
+type ErrorJson = { error: { code: string; message: string; requestId: string } };
+type Accepted = { job: { queue: string; id: string; statusUrl: string } };
+type JobJson = {
+  id: string;
+  queue: string;
+  name: string;
+  state: string;
+  progress: unknown;
+  attempts: number;
+  result: unknown;
+  failedReason: string | null;
+  createdAt: string | null;
+  processedAt: string | null;
+  finishedAt: string | null;
+};
+
+const event = (alertId: string = randomUUID()) => ({
+  type: "ALERT_CREATED",
+  alert: { alertId, name: "Disk full", status: "TRIGGERED", triggeredOn: "2026-11-21T11:00:00.000Z" },
+});
+
+const submit = (ctx: TestContext, body: unknown, headers: Record<string, string> = {}) =>
+  ctx.app.request("/v1/alerts/events", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+
+/** Every job in the context's alert-ingestion queue, whatever its state. */
+const jobCount = async (ctx: TestContext) =>
+  Object.values(await ctx.deps.queues.get("alert-ingestion").getJobCounts()).reduce((a, b) => a + b, 0);
+
+let t: TestContext; // workers running
+let idle: TestContext; // no workers: jobs stay waiting
+beforeAll(async () => {
+  [t, idle] = await Promise.all([createTestContext(), createTestContext()]);
+  t.startWorkers();
+});
+afterAll(() => Promise.all([t.close(), idle.close()]));
+
+describe("Idempotency-Key", () => {
+  it("answers the same job for the same key, and enqueues it once", async () => {
+    const before = await jobCount(idle);
+    const key = `order-${randomUUID()}`;
+    const first = await submit(idle, event(), { "Idempotency-Key": key });
+    const second = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect(first.headers.get("idempotent-replayed")).toBeNull();
+    expect(second.headers.get("idempotent-replayed")).toBe("true");
+    const [a, b] = (await Promise.all([first.json(), second.json()])) as [Accepted, Accepted];
+    expect(b.job.id).toBe(a.job.id);
+    expect(second.headers.get("location")).toBe(first.headers.get("location"));
+    expect(await jobCount(idle)).toBe(before + 1);
+  });
+
+  it("enqueues a job per distinct key", async () => {
+    const before = await jobCount(idle);
+    const [a, b] = await Promise.all(
+      [randomUUID(), randomUUID()].map(async (key) => {
+        const res = await submit(idle, event(), { "Idempotency-Key": key });
+        expect(res.status).toBe(202);
+        return ((await res.json()) as Accepted).job.id;
+      }),
+    );
+    expect(a).not.toBe(b);
+    expect(await jobCount(idle)).toBe(before + 2);
+  });
+
+  it("makes one job of ten concurrent submissions with one key", async () => {
+    const before = await jobCount(idle);
+    const key = randomUUID();
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => submit(idle, event(), { "Idempotency-Key": key })),
+    );
+    expect(responses.map((r) => r.status)).toEqual(Array(10).fill(202));
+    const ids = await Promise.all(responses.map(async (r) => ((await r.json()) as Accepted).job.id));
+    expect(new Set(ids).size).toBe(1);
+    expect(responses.filter((r) => r.headers.get("idempotent-replayed") === "true")).toHaveLength(9);
+    expect(await jobCount(idle)).toBe(before + 1);
+  });
+
+  it.each([
+    ["longer than 255 characters", "k".repeat(300)],
+    ["with a space", "my key"],
+    ["with a control character", "key\u0001"],
+    ["with a non-ASCII character", "cl\u00e9"],
+    ["empty", ""],
+  ])("rejects a key %s with 400 and the error body, enqueuing nothing", async (_label, key) => {
+    const before = await jobCount(idle);
+    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error).toMatchObject({
+      code: "BAD_REQUEST",
+      message: expect.stringMatching(/Idempotency-Key/),
+    });
+    expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+    expect(await jobCount(idle)).toBe(before);
+  });
+});
+
+describe("Prefer: wait", () => {
+  it("answers 200 with the finished job when it finishes in time", async () => {
+    const alertId = randomUUID();
+    const res = await submit(t, event(alertId), { Prefer: "wait=10" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("preference-applied")).toBe("wait=10");
+    const body = (await res.json()) as JobJson;
+    expect(body).toMatchObject({ queue: "alert-ingestion", state: "completed", result: { alertId } });
+    expect(res.headers.get("content-location")).toBe(`/v1/jobs/alert-ingestion/${body.id}`);
+    // Completed means written: the alert is there.
+    expect((await t.app.request(`/v1/alerts/${alertId}`)).status).toBe(200);
+  });
+
+  it(`caps the wait at ${MAX_WAIT_SECONDS} seconds`, async () => {
+    const res = await submit(t, event(), { Prefer: "respond-async, wait=600" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("preference-applied")).toBe(`wait=${MAX_WAIT_SECONDS}`);
+  });
+
+  it("answers 202 with Location once the wait is over and the job is not", async () => {
+    const started = Date.now();
+    const res = await submit(idle, event(), { Prefer: "wait=1" });
+    // A lower bound, which no slow machine can break: it did wait before giving up.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(res.status).toBe(202);
+    expect(res.headers.get("preference-applied")).toBeNull();
+    const body = (await res.json()) as Accepted;
+    expect(res.headers.get("location")).toBe(body.job.statusUrl);
+    const status = (await (await idle.app.request(body.job.statusUrl)).json()) as JobJson;
+    expect(status.state).toBe("waiting");
+  });
+
+  it("answers the first waited request of a fresh app as soon as the job is done", async () => {
+    const fresh = await createTestContext();
+    try {
+      fresh.startWorkers();
+      const alertId = randomUUID();
+      const res = await submit(fresh, event(alertId), { Prefer: "wait=5" });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ state: "completed", result: { alertId } });
+    } finally {
+      await fresh.close();
+    }
+  });
+});
+
+describe("GET /v1/jobs/{queue}/{id}", () => {
+  it("shows a finished job: state, attempts, result and timestamps", async () => {
+    const alertId = randomUUID();
+    const accepted = (await (await submit(t, event(alertId))).json()) as Accepted;
+    const job = await eventually(async () => {
+      const res = await t.app.request(accepted.job.statusUrl);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as JobJson;
+      return body.state === "completed" ? body : undefined;
+    });
+    expect(Object.keys(job).sort()).toEqual(
+      [
+        "id",
+        "queue",
+        "name",
+        "state",
+        "progress",
+        "attempts",
+        "result",
+        "failedReason",
+        "createdAt",
+        "processedAt",
+        "finishedAt",
+      ].sort(),
+    );
+    expect(job).toMatchObject({
+      id: accepted.job.id,
+      queue: "alert-ingestion",
+      name: "alerts.ingest",
+      attempts: 1,
+      result: { alertId },
+      failedReason: null,
+    });
+    const [created, processed, finished] = [job.createdAt, job.processedAt, job.finishedAt].map((s) =>
+      Date.parse(s ?? ""),
+    ) as [number, number, number];
+    expect(new Date(created).toISOString()).toBe(job.createdAt);
+    expect(created).toBeLessThanOrEqual(processed);
+    expect(processed).toBeLessThanOrEqual(finished);
+  });
+
+  it("never shows a job as finished without its result and finishedAt, however it is polled", async () => {
+    // Polled as fast as a client can: each poll may land while the job is being completed.
+    for (let i = 0; i < 20; i++) {
+      const accepted = (await (await submit(t, event())).json()) as Accepted;
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const view = (await (await t.app.request(accepted.job.statusUrl)).json()) as JobJson;
+        if (view.state === "completed") {
+          expect(view).toMatchObject({
+            result: { alertId: expect.any(String) },
+            finishedAt: expect.any(String),
+          });
+          break;
+        }
+        if (Date.now() > deadline) throw new Error(`job still ${view.state} after 10 s`);
+      }
+    }
+  });
+
+  it("shows a job that has not run yet as waiting, with no result and no run timestamps", async () => {
+    const accepted = (await (await submit(idle, event())).json()) as Accepted;
+    const res = await idle.app.request(accepted.job.statusUrl);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      state: "waiting",
+      attempts: 0,
+      result: null,
+      failedReason: null,
+      createdAt: expect.any(String),
+      processedAt: null,
+      finishedAt: null,
+    });
+  });
+
+  it.each([
+    ["an unknown job", "/v1/jobs/alert-ingestion/no-such-job"],
+    ["an unknown queue", "/v1/jobs/no-such-queue/abc"],
+  ])("answers 404 with the error body for %s", async (_label, path) => {
+    const res = await t.app.request(path);
+    expect(res.status).toBe(404);
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error.code).toBe("NOT_FOUND");
+    expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+  });
+});
+
+describe("job ids", () => {
+  it("are unguessable: long, URL-safe and all distinct", async () => {
+    const responses = await Promise.all(Array.from({ length: 100 }, () => submit(idle, event())));
+    const ids = await Promise.all(
+      responses.map(async (r) => {
+        expect(r.status).toBe(202);
+        return ((await r.json()) as Accepted).job.id;
+      }),
+    );
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe("Redis down", () => {
+  let dir: string;
+  let port: number;
+  let redis: ChildProcess | undefined;
+  let ctx: TestContext | undefined;
+
+  /** A Redis of our own, with AOF as in production, so that a restart keeps what it had. */
+  async function startRedis() {
+    const child = spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", ""].concat([
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+      ]),
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    redis = child;
+    let out = "";
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on("data", (chunk: Buffer) => {
+        out += String(chunk);
+        if (/Ready to accept connections/.test(out)) resolve();
+      });
+      child.once("exit", (code) => reject(new Error(`redis-server exited (${code}): ${out}`)));
+    });
+  }
+
+  async function stopRedis() {
+    const child = redis;
+    redis = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = once(child, "exit");
+    child.kill("SIGTERM");
+    await exited;
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "conveyor-redis-"));
+    port = await freePort();
+    await startRedis();
+    ctx = await createTestContext({ REDIS_URL: `redis://127.0.0.1:${port}` });
+  });
+  afterAll(async () => {
+    // A test that failed mid-outage leaves Redis stopped; the context closes against a live one.
+    if (!redis) await startRedis();
+    await ctx?.close();
+    await stopRedis();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("answers 503 with Retry-After, and loses nothing that was acknowledged", async () => {
+    const c = ctx as TestContext;
+    const before = randomUUID();
+    expect((await submit(c, event(before))).status).toBe(202);
+
+    await stopRedis();
+    const during = randomUUID();
+    const refused = await submit(c, event(during));
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toMatch(/^\d+$/);
+    const body = (await refused.json()) as ErrorJson;
+    expect(body.error.code).toBe("SERVICE_UNAVAILABLE");
+    expect(body.error.requestId).toBe(refused.headers.get("x-request-id"));
+    const ready = await c.app.request("/ready");
+    expect(ready.status).toBe(503);
+    expect(ready.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect(await ready.json()).toMatchObject({ status: "unavailable", checks: { redis: { ok: false } } });
+
+    await startRedis();
+    // The client retries what was refused, as Retry-After tells it to, until it is accepted.
+    await eventually(
+      async () => ((await submit(c, event(during))).status === 202 ? true : undefined),
+      15_000,
+    );
+    expect((await c.app.request("/ready")).status).toBe(200);
+
+    c.startWorkers();
+    for (const alertId of [before, during]) {
+      await eventually(
+        async () => (await c.app.request(`/v1/alerts/${alertId}`)).status === 200 || undefined,
+      );
+    }
+  });
+});
+
+describe("Postgres down", () => {
+  it("answers reads with 503 and Retry-After, and still accepts events", async () => {
+    const logger = createLogger({ level: "silent" });
+    const shutdown = createShutdownRegistry(logger, 5_000);
+    const config = parseConfig(apiConfigSchema, {
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/nowhere`,
+      REDIS_URL: loadTestEnv().TEST_REDIS_URL,
+      QUEUE_PREFIX: uniquePrefix(),
+      MIGRATE_ON_START: "false",
+    });
+    const deps = buildApiDeps(config, logger, shutdown);
+    await waitForRedis(deps.redis);
+    const app = createApp(deps);
+    try {
+      const res = await app.request("/v1/alerts");
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(((await res.json()) as ErrorJson).error.code).toBe("SERVICE_UNAVAILABLE");
+      const ready = await app.request("/ready");
+      expect(ready.status).toBe(503);
+      expect(ready.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(await ready.json()).toMatchObject({ checks: { postgres: { ok: false }, redis: { ok: true } } });
+      // Ingestion only enqueues: the events wait in Redis until Postgres is back.
+      const accepted = await app.request("/v1/alerts/events", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(event()),
+      });
+      expect(accepted.status).toBe(202);
+    } finally {
+      await Promise.all(deps.queues.names.map((n) => deps.queues.get(n).obliterate({ force: true })));
+      await shutdown.shutdown("test done");
+    }
+  });
+});
