@@ -14,8 +14,10 @@ import { notFound, onError } from "./errors.js";
 import { createMetrics } from "./metrics.js";
 import { validationHook } from "./openapi.js";
 import { alertsRoutes } from "./routes/alerts.js";
+import { filesRoutes, isFileUpload } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
 import { jobsRoutes } from "./routes/jobs.js";
+import { isSecretStore, secretsRoutes } from "./routes/secrets.js";
 
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -43,16 +45,21 @@ export function createApp(deps: AppDeps) {
       "request",
     );
   });
-  app.use(
-    bodyLimit({
-      maxSize: deps.config.BODY_LIMIT_BYTES,
-      onError: () => {
-        throw new AppError(
-          "PAYLOAD_TOO_LARGE",
-          `request body is larger than ${deps.config.BODY_LIMIT_BYTES} bytes`,
-        );
-      },
-    }),
+  const limitBody = bodyLimit({
+    maxSize: deps.config.BODY_LIMIT_BYTES,
+    onError: () => {
+      throw new AppError(
+        "PAYLOAD_TOO_LARGE",
+        `request body is larger than ${deps.config.BODY_LIMIT_BYTES} bytes`,
+      );
+    },
+  });
+  // File uploads stream to the file store under their own limit (FILE_MAX_BYTES); a secret's
+  // store has its own too (SECRETS_MAX_VALUE_BYTES plus room for the id and key).
+  app.use((c, next) =>
+    isFileUpload(c.req.method, c.req.path) || isSecretStore(c.req.method, c.req.path)
+      ? next()
+      : limitBody(c, next),
   );
   app.onError(onError);
   app.notFound(notFound);
@@ -60,6 +67,8 @@ export function createApp(deps: AppDeps) {
   app.route("/", healthRoutes(metrics));
   app.route("/", jobsRoutes);
   app.route("/", alertsRoutes);
+  app.route("/", filesRoutes);
+  app.route("/", secretsRoutes);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

@@ -3,9 +3,9 @@
 import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
 import { createDatabase } from "../db/client.js";
-import type { ApiConfig } from "../lib/config.js";
+import { type ApiConfig, fileStoreUrl } from "../lib/config.js";
 import type { Logger } from "../lib/logger.js";
-import { createRedis } from "../lib/redis.js";
+import { createFileStoreRedis, createRedis } from "../lib/redis.js";
 import type { ShutdownRegistry } from "../lib/shutdown.js";
 import { createQueueRegistry } from "../queues/registry.js";
 import type { App } from "./app.js";
@@ -23,7 +23,9 @@ export function buildApiDeps(config: ApiConfig, logger: Logger, shutdown: Shutdo
     logger,
   });
   shutdown.register("queues", () => queues.close());
-  return { config, logger, redis, database, queues };
+  const fileStore = createFileStoreRedis(fileStoreUrl(config), logger);
+  shutdown.register("file store", () => fileStore.quit());
+  return { config, logger, redis, database, queues, fileStore };
 }
 
 /** Listens, and registers a close that stops new connections and lets requests in flight finish. */

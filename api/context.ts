@@ -13,6 +13,8 @@ export interface AppDeps {
   redis: Redis;
   database: Database;
   queues: QueueRegistry;
+  /** The in-memory file store (FILE_STORE_URL): chunks and manifests of stored files. */
+  fileStore: Redis;
   /** Mount Bull Board and the operator pages (default true). */
   dashboards?: boolean;
   /** The all-in-one dev start allows the dashboards with a generated password. */

@@ -1,6 +1,14 @@
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { apiConfigSchema, ConfigError, parseConfig, withConcurrency, workerConfigSchema } from "./config.js";
+import { QUEUE_NAMES } from "../queues/names.js";
+import {
+  apiConfigSchema,
+  ConfigError,
+  parseConfig,
+  secretsConfigIssues,
+  withConcurrency,
+  workerConfigSchema,
+} from "./config.js";
 
 const base = { DATABASE_URL: "postgres://u@h:5432/d", REDIS_URL: "redis://127.0.0.1:6379" };
 
@@ -14,7 +22,8 @@ describe("config", () => {
       BODY_LIMIT_BYTES: 1_048_576,
     });
     const w = withConcurrency(parseConfig(workerConfigSchema, base));
-    expect(w.WORKER_QUEUES).toEqual(["alert-ingestion"]);
+    // "all" by default: every queue there is.
+    expect(w.WORKER_QUEUES).toEqual([...QUEUE_NAMES]);
     expect(w.concurrency["alert-ingestion"]).toBe(256);
   });
 
@@ -62,5 +71,31 @@ describe("config", () => {
     });
     expect(result.status).toBe(78);
     expect(result.stderr).toMatch(/REDIS_URL/);
+  });
+
+  it("checks secrets settings: the seal key's form, and what a process serving secrets must set", () => {
+    const key = Buffer.alloc(32, 7).toString("base64");
+    const c = parseConfig(apiConfigSchema, { ...base, JOB_SEAL_KEY: key });
+    expect(c).toMatchObject({
+      SECRETS_MAX_VALUE_BYTES: 1_048_576,
+      SECRETS_MAX_MATCHES: 1_000,
+      SECRETS_KEY_CACHE_TTL_SECONDS: 60,
+    });
+    for (const bad of ["short", Buffer.alloc(31).toString("base64"), `${key}!`])
+      expect(() => parseConfig(apiConfigSchema, { ...base, JOB_SEAL_KEY: bad })).toThrow(/JOB_SEAL_KEY/);
+    expect(secretsConfigIssues(c)).toEqual([]);
+    expect(secretsConfigIssues(parseConfig(apiConfigSchema, base)).join()).toMatch(/JOB_SEAL_KEY/);
+    const production = parseConfig(apiConfigSchema, { ...base, NODE_ENV: "production", JOB_SEAL_KEY: key });
+    expect(secretsConfigIssues(production).join()).toMatch(/SECRETS_KDF_SALT/);
+  });
+
+  it("makes an API process without JOB_SEAL_KEY exit with a message naming it", () => {
+    const result = spawnSync("npx", ["tsx", "api/server.ts"], {
+      env: { PATH: process.env.PATH, ...base, MIGRATE_ON_START: "false" },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(result.status).toBe(78);
+    expect(result.stderr).toMatch(/JOB_SEAL_KEY/);
   });
 });

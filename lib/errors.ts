@@ -10,8 +10,13 @@ export const ERROR_CODES = {
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  RANGE_NOT_SATISFIABLE: 416,
+  CHECKSUM_MISMATCH: 422,
+  EMPTY_BODY: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
+  // A stored file failed its SHA-1 check (or lost a chunk): never delivered as if it were whole.
+  FILE_CORRUPTED: 500,
   SERVICE_UNAVAILABLE: 503,
 } as const;
 

@@ -12,6 +12,8 @@ const REDACT = [
   "*.decryption_key",
   "*.token",
   "*.secret",
+  // A sealed job payload (secrets.store) is ciphertext, but it has no business in logs either.
+  "*.sealed",
 ];
 
 export function createLogger(

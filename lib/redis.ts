@@ -37,6 +37,14 @@ export function createRedis(url: string, role: RedisRole, logger: Logger, extra:
   return redis;
 }
 
+/**
+ * The file store's connection: fails fast like a producer, but without auto-pipelining, which
+ * would copy several multi-megabyte chunks into one write; plain commands still pipeline on the
+ * socket. Commands issued while it connects wait for it (the worker's first job right after start).
+ */
+export const createFileStoreRedis = (url: string, logger: Logger): Redis =>
+  createRedis(url, "producer", logger, { enableAutoPipelining: false, enableOfflineQueue: true });
+
 /** Resolves when the connection is ready, rejects after `timeoutMs`. */
 export async function waitForRedis(redis: Redis, timeoutMs = 5_000): Promise<void> {
   if (redis.status === "ready") return;

@@ -1,7 +1,8 @@
 // Worker runtime: one BullMQ Worker per selected queue, a child logger per job, and a close
 // that lets active jobs finish. The deadline lives in lib/shutdown.ts, because
 // worker.close() has none and hangs while Redis is unreachable.
-import { type Job, UnrecoverableError, Worker } from "bullmq";
+import { hostname } from "node:os";
+import { type Job, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Database } from "../db/client.js";
 import type { WorkerConfig } from "../lib/config.js";
@@ -13,6 +14,8 @@ export interface ProcessorDeps {
   config: WorkerConfig;
   logger: Logger;
   database: Database;
+  /** The in-memory file store (FILE_STORE_URL), for `chunk-hashing`. */
+  fileStore: Redis;
 }
 
 /** What a queue's processor module provides: a handler per job and an optional close. */
@@ -62,7 +65,14 @@ export function startWorkers(opts: {
     const connection = createRedis(config.REDIS_URL, "worker", logger);
     const worker = new Worker(
       queue,
-      async (job: Job) => {
+      async (job: Job, token?: string) => {
+        // close() stops the fetch loop, but a job whose marker BullMQ had already popped is
+        // still handed over; a stopping process must not start it (its deadline could cut it
+        // off), so it goes back to the head of the wait list for another replica.
+        if (worker.closing && token) {
+          await job.moveToWait(token);
+          throw new WaitingError();
+        }
         const log = logger.child({ queue, jobName: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
         return processor.handle(job, log);
       },
@@ -70,6 +80,8 @@ export function startWorkers(opts: {
         connection,
         prefix: config.QUEUE_PREFIX,
         concurrency,
+        // Recorded on every job it takes (job.processedBy, Bull Board): which replica ran it.
+        name: `${hostname()}:${process.pid}`,
         // Jobs of a killed worker are picked up by another replica after this long.
         stalledInterval: opts.stalledIntervalMs ?? 15_000,
         lockDuration: opts.stalledIntervalMs ?? 15_000,

@@ -1,1 +1,2 @@
 export * from "./alerts.js";
+export * from "./secrets.js";

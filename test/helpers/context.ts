@@ -34,6 +34,9 @@ export function captureLogs(): { stream: Writable; lines: string[] } {
   return { stream, lines };
 }
 
+/** A fixed JOB_SEAL_KEY for tests (random bytes, used nowhere else): secrets need one. */
+export const TEST_SEAL_KEY = "ro3j0hWgEnXPoaSB1qHPGp5WAL9va2umGsnB5rXaVWo=";
+
 export const uniquePrefix = () => `test-${randomBytes(6).toString("hex")}`;
 
 export interface TestContext {
@@ -60,6 +63,7 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     QUEUE_PREFIX: prefix,
     LOG_LEVEL: "info",
     MIGRATE_ON_START: "false",
+    JOB_SEAL_KEY: TEST_SEAL_KEY,
     ...overrides,
   };
   const config: ApiConfig = parseConfig(apiConfigSchema, env);
@@ -82,7 +86,10 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     workerConfig,
     startWorkers(workerOverrides = {}) {
       const cfg = withConcurrency(parseConfig(workerConfigSchema, { ...env, ...workerOverrides }));
-      const services = selectServices({ config: cfg, logger, database: deps.database }, processorFactories);
+      const services = selectServices(
+        { config: cfg, logger, database: deps.database, fileStore: deps.fileStore },
+        processorFactories,
+      );
       const workers = startWorkers({ config: cfg, logger, services });
       for (const w of workers.workers) trackWorker(w);
       running.push(workers);

@@ -1,0 +1,717 @@
+import { randomBytes } from "node:crypto";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import type { Job } from "bullmq";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDatabase, type Database } from "../../db/client.js";
+import { parseConfig, withConcurrency, workerConfigSchema } from "../../lib/config.js";
+import { decodeKey, seal } from "../../lib/crypto.js";
+import { storeSealContext } from "../../queues/encryption.js";
+import {
+  createTestContext,
+  eventually,
+  TEST_SEAL_KEY,
+  type TestContext,
+} from "../../test/helpers/context.js";
+import { trackWorker } from "../../test/helpers/workers.js";
+import { encryptionProcessor } from "../../workers/encryption.processor.js";
+import { type RunningWorkers, startWorkers } from "../../workers/runtime.js";
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+interface Reply {
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+interface JobAccepted {
+  job: { queue: string; id: string; statusUrl: string };
+}
+interface LogLine {
+  msg: string;
+  level: number;
+  [k: string]: unknown;
+}
+
+const run = randomBytes(4).toString("hex");
+const json = (body: unknown) => (typeof body === "string" ? body : JSON.stringify(body));
+
+function client(ctx: () => TestContext) {
+  const post = async (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> => {
+    const res = await ctx().app.request(path, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: json(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {}
+    return { status: res.status, headers: res.headers, body: parsed };
+  };
+
+  /** Waits until a job has finished (completed or failed) and returns its view. */
+  const finished = (statusUrl: string) =>
+    eventually(async () => {
+      const res = await ctx().app.request(statusUrl);
+      const view = (await res.json()) as { state: string };
+      return ["completed", "failed"].includes(view.state) ? view : undefined;
+    }, 20_000);
+
+  return {
+    post,
+    finished,
+    /** Stores and waits until the worker has written it. */
+    async store(id: string, key: string, value: unknown) {
+      const res = await post("/v1/secrets", { id, encryption_key: key, value }, { Prefer: "wait=10" });
+      if (res.status === 202) {
+        const view = await finished((res.body as JobAccepted).job.statusUrl);
+        expect(view).toMatchObject({ state: "completed" });
+      } else {
+        expect(res.status, JSON.stringify(res.body)).toBe(200);
+        expect(res.body).toEqual({ id, stored: true });
+      }
+    },
+    /** Enqueues a store without waiting for it. */
+    async submit(id: string, key: string, value: unknown): Promise<JobAccepted["job"]> {
+      const res = await post("/v1/secrets", { id, encryption_key: key, value });
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
+      return (res.body as JobAccepted).job;
+    },
+    retrieve: (body: Record<string, unknown>) => post("/v1/secrets/retrieve", body),
+    /** Retrieval that must succeed; answers the array. */
+    async values(id: string, key: string, extra: Record<string, unknown> = {}) {
+      const res = await post("/v1/secrets/retrieve", { id, decryption_key: key, ...extra });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      expect(Array.isArray(res.body)).toBe(true);
+      return res.body as { id: string; value: unknown }[];
+    },
+  };
+}
+
+const logLines = (t: TestContext): LogLine[] => t.logs.map((l) => JSON.parse(l) as LogLine);
+
+// ---------------------------------------------------------------------------------------------
+
+describe("secrets (default settings, workers running)", () => {
+  let t: TestContext;
+  const api = client(() => t);
+  beforeAll(async () => {
+    t = await createTestContext();
+    t.startWorkers();
+  });
+  afterAll(() => t.close());
+
+  it("answers a store with 202 and the job, whose data and result keep no secret", async () => {
+    const id = `job-${run}`;
+    const res = await api.post("/v1/secrets", { id, encryption_key: "k-job", value: { a: 1 } });
+    expect(res.status).toBe(202);
+    const { job } = res.body as JobAccepted;
+    expect(job.queue).toBe("encryption");
+    expect(res.headers.get("location")).toBe(job.statusUrl);
+    const view = await api.finished(job.statusUrl);
+    expect(view).toMatchObject({ state: "completed", result: { id, stored: true } });
+    const stored = await t.deps.queues.get("encryption").getJob(job.id);
+    expect(stored?.data).toEqual({ id, redacted: "stored" });
+    expect(stored?.returnvalue).toEqual({ id, stored: true });
+  });
+
+  it("answers 200 {id, stored: true} with Prefer: wait", async () => {
+    const id = `wait-${run}`;
+    const res = await api.post("/v1/secrets", { id, encryption_key: "k", value: 1 }, { Prefer: "wait=10" });
+    // 202 only if the job took longer than 10 s; it still must complete.
+    if (res.status === 202) await api.finished((res.body as JobAccepted).job.statusUrl);
+    else expect(res.body).toEqual({ id, stored: true });
+    expect(await api.values(id, "k")).toEqual([{ id, value: 1 }]);
+  });
+
+  const everyType: [string, Json][] = [
+    ["null", null],
+    ["false", false],
+    ["true", true],
+    ["zero", 0],
+    ["negative float", -12.5e-7],
+    ["large number", 1.7976931348623157e308],
+    ["empty string", ""],
+    ["string with quotes", 'a "quoted" \\ back\\slash\nnew line\ttab'],
+    ["unicode", "héllo wörld — 日本語 — 🌍🚀 — \u0000 after nul"],
+    ["empty array", []],
+    ["empty object", {}],
+    ["array of every type", [null, false, 0, "", [], {}, [1, [2, [3]]], { k: "v" }]],
+    ["nested object", { a: { b: { c: [1, 2, { d: null, e: false, ключ: "значение", "🔑": "🌍" }] } }, n: 0 }],
+  ];
+
+  it("round-trips every JSON type, by decryption_key and by its synonym encryption_key", async () => {
+    const ids = everyType.map((_, i) => `rt-${run}-${String(i).padStart(2, "0")}`);
+    await Promise.all(everyType.map(([, value], i) => api.store(ids[i] as string, "round-trip key", value)));
+    for (const [i, [label, value]] of everyType.entries()) {
+      const id = ids[i] as string;
+      expect(await api.values(id, "round-trip key"), label).toEqual([{ id, value }]);
+    }
+    const all = await api.retrieve({ id: `rt-${run}-*`, encryption_key: "round-trip key" });
+    expect(all.status).toBe(200);
+    expect(all.body).toEqual(everyType.map(([, value], i) => ({ id: ids[i], value })));
+  });
+
+  it("returns only the records the key opens from a wildcard over mixed keys, logging the others", async () => {
+    const p = `mix-${run}`;
+    await Promise.all([
+      api.store(`${p}-a`, "key-one", "a"),
+      api.store(`${p}-b`, "key-two", "b"),
+      api.store(`${p}-c`, "key-one", "c"),
+      api.store(`${p}-d`, "key-two", "d"),
+    ]);
+    const res = await api.post(
+      "/v1/secrets/retrieve",
+      { id: `${p}-*`, decryption_key: "key-one" },
+      { "x-request-id": `rid-mix-${run}` },
+    );
+    expect(res.body).toEqual([
+      { id: `${p}-a`, value: "a" },
+      { id: `${p}-c`, value: "c" },
+    ]);
+    const skipped = logLines(t).filter((l) => l.requestId === `rid-mix-${run}` && l.secretId !== undefined);
+    expect(skipped.map((l) => l.secretId).sort()).toEqual([`${p}-b`, `${p}-d`]);
+    for (const line of skipped) {
+      expect(line.reason).toMatch(/authentication failed/);
+      expect(JSON.stringify(line)).not.toContain("key-one");
+    }
+    expect(await api.values(`${p}-*`, "key-two")).toEqual([
+      { id: `${p}-b`, value: "b" },
+      { id: `${p}-d`, value: "d" },
+    ]);
+  });
+
+  it("answers [] with 200 for a wrong key (and logs it) and for an unknown id", async () => {
+    const id = `wrong-${run}`;
+    await api.store(id, "right key", { secret: true });
+    const res = await api.post(
+      "/v1/secrets/retrieve",
+      { id, decryption_key: "wrong key" },
+      { "x-request-id": `rid-wrong-${run}` },
+    );
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual([]);
+    expect(
+      logLines(t).some(
+        (l) => l.requestId === `rid-wrong-${run}` && l.secretId === id && typeof l.reason === "string",
+      ),
+    ).toBe(true);
+    expect(await api.values(`unknown-${run}`, "any key")).toEqual([]);
+    expect(await api.values(`unknown-${run}-*`, "any key")).toEqual([]);
+  });
+
+  it("overwrites: the last store wins", async () => {
+    const id = `over-${run}`;
+    await api.store(id, "k", "first");
+    await api.store(id, "k", { second: [2] });
+    expect(await api.values(id, "k")).toEqual([{ id, value: { second: [2] } }]);
+  });
+
+  it("replaces a record stored again under another key: the old key no longer opens it", async () => {
+    const id = `rekey-${run}`;
+    await api.store(id, "old key", "old value");
+    await api.store(id, "new key", "new value");
+    expect(await api.values(id, "old key")).toEqual([]);
+    expect(await api.values(id, "new key")).toEqual([{ id, value: "new value" }]);
+  });
+
+  it("keeps the last submitted of many overwrites that two workers process at once", async () => {
+    const second = t.startWorkers({ WORKER_QUEUES: "encryption" });
+    try {
+      const id = `race-${run}`;
+      const jobs: JobAccepted["job"][] = [];
+      // Submitted one after another (so their order is known), processed concurrently.
+      for (let i = 0; i < 40; i++) jobs.push(await api.submit(id, `key-${i % 3}`, { i }));
+      await Promise.all(jobs.map((j) => api.finished(j.statusUrl)));
+      expect(await api.values(id, `key-${39 % 3}`)).toEqual([{ id, value: { i: 39 } }]);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it("treats %, _ and \\ in ids as literal characters, never as SQL wildcards", async () => {
+    const p = `lit-${run}-`;
+    const ids = [`${p}a%b`, `${p}a_b`, `${p}a\\b`, `${p}axb`, `${p}aXYb`, `${p}a%`];
+    await Promise.all(ids.map((id) => api.store(id, "k", id)));
+    const idsOf = async (pattern: string) => (await api.values(pattern, "k")).map((r) => r.id);
+    expect(await idsOf(`${p}a%b`)).toEqual([`${p}a%b`]);
+    expect(await idsOf(`${p}a_b`)).toEqual([`${p}a_b`]);
+    expect(await idsOf(`${p}a\\b`)).toEqual([`${p}a\\b`]);
+    expect(await idsOf(`${p}a%*`)).toEqual([`${p}a%`, `${p}a%b`]);
+    expect(await idsOf(`${p}a_*`)).toEqual([`${p}a_b`]);
+    expect(await idsOf(`${p}a\\*`)).toEqual([`${p}a\\b`]);
+    // Byte order: % (0x25) < X (0x58) < \ (0x5c) < _ (0x5f) < x (0x78).
+    expect(await idsOf(`${p}*b`)).toEqual([`${p}a%b`, `${p}aXYb`, `${p}a\\b`, `${p}a_b`, `${p}axb`]);
+  });
+
+  it("matches * patterns: prefix-*, *-suffix and a*b*", async () => {
+    const ids = [
+      `pre-${run}-1`,
+      `pre-${run}-2`,
+      `pre-${run}x`,
+      `a-${run}-2026`,
+      `b-${run}-2026`,
+      `c-${run}-2027`,
+      `${run}:a1b1`,
+      `${run}:ab`,
+      `${run}:ba`,
+      `${run}:a`,
+      `${run}:xaxb`,
+    ];
+    await Promise.all(ids.map((id) => api.store(id, "pattern key", id)));
+    const idsOf = async (pattern: string) => (await api.values(pattern, "pattern key")).map((r) => r.id);
+    expect(await idsOf(`pre-${run}-*`)).toEqual([`pre-${run}-1`, `pre-${run}-2`]);
+    expect(await idsOf(`*-${run}-2026`)).toEqual([`a-${run}-2026`, `b-${run}-2026`]);
+    expect(await idsOf(`${run}:a*b*`)).toEqual([`${run}:a1b1`, `${run}:ab`]);
+    expect(await idsOf(`${run}:*`)).toEqual([
+      `${run}:a`,
+      `${run}:a1b1`,
+      `${run}:ab`,
+      `${run}:ba`,
+      `${run}:xaxb`,
+    ]);
+  });
+
+  it("does not open a ciphertext copied to another id", async () => {
+    const src = `copy-${run}-src`;
+    const dst = `copy-${run}-dst`;
+    await api.store(src, "copy key", "original");
+    await t.deps.database.sql`
+      insert into secrets (id, ciphertext, seq) select ${dst}, ciphertext, seq from secrets where id = ${src}`;
+    expect(await api.values(dst, "copy key")).toEqual([]);
+    expect(await api.values(src, "copy key")).toEqual([{ id: src, value: "original" }]);
+    expect(
+      logLines(t).some((l) => l.secretId === dst && /authentication failed/.test(String(l.reason))),
+    ).toBe(true);
+  });
+
+  it("fails a job whose sealed payload is malformed, and keeps no sealed data on it", async () => {
+    const id = `malformed-${run}`;
+    const sealed = seal(decodeKey(TEST_SEAL_KEY), JSON.stringify({ id }), storeSealContext(id));
+    const job = await t.deps.queues.get("encryption").add("secrets.store", { id, sealed });
+    const view = await api.finished(`/v1/jobs/encryption/${job.id}`);
+    expect(view).toMatchObject({ state: "failed", failedReason: "sealed payload is malformed" });
+    expect((await t.deps.queues.get("encryption").getJob(job.id ?? ""))?.data).toEqual({
+      id,
+      redacted: "failed",
+    });
+  });
+
+  describe("rejects bad input with a 4xx and the error body, enqueuing nothing", () => {
+    const long = "x".repeat(257);
+    const storeCases: [string, unknown, number, string][] = [
+      ["a body that is not JSON", "{not json", 400, "INVALID_JSON"],
+      ["a body that is not an object", "[1,2]", 400, "VALIDATION_FAILED"],
+      ["a missing id", { encryption_key: "k", value: 1 }, 400, "VALIDATION_FAILED"],
+      ["an empty id", { id: "", encryption_key: "k", value: 1 }, 400, "VALIDATION_FAILED"],
+      ["an id that is not a string", { id: 42, encryption_key: "k", value: 1 }, 400, "VALIDATION_FAILED"],
+      ["an id with *", { id: "a*b", encryption_key: "k", value: 1 }, 400, "VALIDATION_FAILED"],
+      ["an id of 257 characters", { id: long, encryption_key: "k", value: 1 }, 400, "VALIDATION_FAILED"],
+      ["an id with NUL", { id: "a\u0000b", encryption_key: "k", value: 1 }, 400, "VALIDATION_FAILED"],
+      ["a missing key", { id: "x", value: 1 }, 400, "VALIDATION_FAILED"],
+      ["an empty key", { id: "x", encryption_key: "", value: 1 }, 400, "VALIDATION_FAILED"],
+      ["a key that is not a string", { id: "x", encryption_key: 7, value: 1 }, 400, "VALIDATION_FAILED"],
+      ["a missing value", { id: "x", encryption_key: "k" }, 400, "VALIDATION_FAILED"],
+      [
+        "a value over SECRETS_MAX_VALUE_BYTES",
+        { id: "x", encryption_key: "k", value: "v".repeat(1024 * 1024) },
+        413,
+        "PAYLOAD_TOO_LARGE",
+      ],
+      [
+        "a body far over the limit",
+        { id: "x", encryption_key: "k", value: "v".repeat(2 * 1024 * 1024) },
+        413,
+        "PAYLOAD_TOO_LARGE",
+      ],
+    ];
+    it.each(storeCases)("store: %s → %i", async (_label, body, status, code) => {
+      const before = await t.deps.queues.get("encryption").count();
+      const res = await api.post("/v1/secrets", body);
+      expect(res.status).toBe(status);
+      const error = (res.body as { error: { code: string; message: string; requestId: string } }).error;
+      expect(error.code).toBe(code);
+      expect(error.requestId).toBe(res.headers.get("x-request-id"));
+      expect(await t.deps.queues.get("encryption").count()).toBe(before);
+    });
+
+    it("store: accepts a value just under the limit (the body limit leaves room for it)", async () => {
+      // 1 MiB as JSON, quotes included: over the app's general 1 MiB body limit once wrapped.
+      const value = "v".repeat(1024 * 1024 - 2);
+      const id = `big-${run}`;
+      await api.store(id, "k", value);
+      const [record] = await api.values(id, "k");
+      expect(record?.value).toBe(value);
+    });
+
+    const retrieveCases: [string, unknown, number, string][] = [
+      ["a body that is not JSON", "nope", 400, "INVALID_JSON"],
+      ["a missing id", { decryption_key: "k" }, 400, "VALIDATION_FAILED"],
+      ["an empty id", { id: "", decryption_key: "k" }, 400, "VALIDATION_FAILED"],
+      ["an id of 257 characters", { id: long, decryption_key: "k" }, 400, "VALIDATION_FAILED"],
+      ["a missing key", { id: "x" }, 400, "VALIDATION_FAILED"],
+      ["an empty key", { id: "x", decryption_key: "" }, 400, "VALIDATION_FAILED"],
+      ["two different keys", { id: "x", decryption_key: "a", encryption_key: "b" }, 400, "VALIDATION_FAILED"],
+      ["a limit of 0", { id: "x", decryption_key: "k", limit: 0 }, 400, "VALIDATION_FAILED"],
+      ["a limit over the cap", { id: "x", decryption_key: "k", limit: 1001 }, 400, "VALIDATION_FAILED"],
+      ["a fractional limit", { id: "x", decryption_key: "k", limit: 1.5 }, 400, "VALIDATION_FAILED"],
+    ];
+    it.each(retrieveCases)("retrieve: %s → %i", async (_label, body, status, code) => {
+      const res = await api.post("/v1/secrets/retrieve", body);
+      expect(res.status).toBe(status);
+      expect((res.body as { error: { code: string } }).error.code).toBe(code);
+    });
+
+    it("rejects a body not declared as JSON with 415", async () => {
+      for (const path of ["/v1/secrets", "/v1/secrets/retrieve"]) {
+        const res = await t.app.request(path, {
+          method: "POST",
+          body: "x",
+          headers: { "content-type": "text/plain" },
+        });
+        expect(res.status, path).toBe(415);
+      }
+    });
+
+    it("never echoes the key in an error", async () => {
+      const res = await api.post("/v1/secrets", { id: "a*b", encryption_key: "echo-me-not", value: 1 });
+      expect(JSON.stringify(res.body)).not.toContain("echo-me-not");
+    });
+  });
+
+  it("describes both routes in the OpenAPI document", async () => {
+    const doc = (await (await t.app.request("/openapi.json")).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+    };
+    expect(Object.keys(doc.paths["/v1/secrets"]?.post?.responses ?? {})).toEqual(
+      expect.arrayContaining(["200", "202", "400", "413"]),
+    );
+    expect(Object.keys(doc.paths["/v1/secrets/retrieve"]?.post?.responses ?? {})).toEqual(
+      expect.arrayContaining(["200", "400", "429"]),
+    );
+  });
+
+  it("leaves the value and the key nowhere: not in Postgres, not in Redis, not in the logs", async () => {
+    const marker = randomBytes(12).toString("hex");
+    const value = `LEAK-VALUE-${marker}-the-plaintext`;
+    const key = `LEAK-KEY-${marker}-the-client-key`;
+    const id = `leak-${run}`;
+    // One store answered at once, one waited for, one overwritten, then read well and badly.
+    await api.store(id, key, { nested: [value], also: value });
+    const job = await api.submit(`${id}-2`, key, value);
+    await api.finished(job.statusUrl);
+    expect(await api.values(`${id}*`, key)).toHaveLength(2);
+    expect(await api.values(`${id}*`, `${key}-wrong`)).toEqual([]);
+
+    const needles = [...forms(value), ...forms(key)];
+    const pg = await dumpPostgres(t.db.url);
+    const redis = await dumpRedis(t);
+    const logs = t.logs.join("\n");
+    // The scans see what they should: the (non-secret) id is in all three.
+    expect(pg).toContain(id);
+    expect(redis).toContain(id);
+    expect(logs).toContain(id);
+    for (const needle of needles) {
+      expect(pg.includes(needle), `Postgres holds ${needle}`).toBe(false);
+      expect(redis.includes(needle), `Redis holds ${needle}`).toBe(false);
+      expect(logs.includes(needle), `logs hold ${needle}`).toBe(false);
+    }
+  });
+});
+
+/** The text itself, its hex, and its base64 at each of the three alignments it can have in a longer text. */
+function forms(text: string): string[] {
+  const bytes = Buffer.from(text, "utf8");
+  const out = [text, bytes.toString("hex")];
+  for (const encoding of ["base64", "base64url"] as const) {
+    for (let offset = 0; offset < 3; offset++) {
+      const encoded = Buffer.concat([Buffer.alloc(offset), bytes]).toString(encoding);
+      // Drop the group that mixes in preceding bytes and the last one, which may mix in following bytes.
+      out.push(encoded.slice(offset === 0 ? 0 : 4, -4));
+    }
+  }
+  return out;
+}
+
+/** Every row of every table of the database, as text (bytea as hex). */
+async function dumpPostgres(url: string): Promise<string> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const tables = await sql<{ schema: string; name: string }[]>`
+      select table_schema as schema, table_name as name from information_schema.tables
+      where table_type = 'BASE TABLE' and table_schema not in ('pg_catalog', 'information_schema')`;
+    expect(tables.map((t) => t.name)).toContain("secrets");
+    const parts: string[] = [];
+    for (const table of tables) {
+      const rows = await sql.unsafe<{ row: string }[]>(
+        `select t::text as row from "${table.schema}"."${table.name}" t`,
+      );
+      parts.push(...rows.map((r) => r.row));
+    }
+    return parts.join("\n");
+  } finally {
+    await sql.end();
+  }
+}
+
+/** Every key under the test's prefix, read according to its type (job hashes, lists, streams…). */
+async function dumpRedis(t: TestContext): Promise<string> {
+  const redis = t.deps.redis;
+  const parts: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${t.prefix}*`, "COUNT", 1000);
+    cursor = next;
+    for (const key of keys) {
+      parts.push(key);
+      const type = await redis.type(key);
+      const add = (values: Buffer[]) => parts.push(...values.map((v) => v.toString("latin1")));
+      if (type === "string") add([(await redis.getBuffer(key)) ?? Buffer.alloc(0)]);
+      else if (type === "hash") add(Object.entries(await redis.hgetallBuffer(key)).flat() as Buffer[]);
+      else if (type === "list") add(await redis.lrangeBuffer(key, 0, -1));
+      else if (type === "set") add(await redis.smembersBuffer(key));
+      else if (type === "zset") add(await redis.zrangeBuffer(key, 0, -1));
+      else if (type === "stream")
+        add((await redis.xrangeBuffer(key, "-", "+")).flatMap(([entryId, fields]) => [entryId, ...fields]));
+      else throw new Error(`unexpected Redis type ${type} at ${key}`);
+    }
+  } while (cursor !== "0");
+  return parts.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("secrets with small limits (SECRETS_MAX_MATCHES=3, 3 failed decryptions, 1 KiB values)", () => {
+  let t: TestContext;
+  const api = client(() => t);
+  beforeAll(async () => {
+    t = await createTestContext({
+      SECRETS_MAX_MATCHES: "3",
+      SECRETS_FAILED_DECRYPT_LIMIT: "3",
+      SECRETS_FAILED_DECRYPT_WINDOW_SECONDS: "60",
+      SECRETS_MAX_VALUE_BYTES: "1024",
+    });
+    t.startWorkers();
+  });
+  afterAll(() => t.close());
+
+  it("caps the matches and pages with X-Next-After / after", async () => {
+    const p = `page-${run}`;
+    const ids = Array.from({ length: 7 }, (_, i) => `${p}-${i}`);
+    await Promise.all(ids.map((id) => api.store(id, "page key", id)));
+    await api.store(`${p}-3a`, "another key", "not mine");
+
+    const first = await api.retrieve({ id: `${p}-*`, decryption_key: "page key" });
+    expect(first.body).toEqual(ids.slice(0, 3).map((id) => ({ id, value: id })));
+    expect(first.headers.get("x-next-after")).toBe(encodeURIComponent(`${p}-2`));
+
+    const seen: unknown[] = [];
+    let after: string | undefined;
+    for (let pages = 0; pages < 10; pages++) {
+      const res = await api.retrieve({ id: `${p}-*`, decryption_key: "page key", after });
+      seen.push(...(res.body as unknown[]));
+      const next = res.headers.get("x-next-after");
+      if (next === null) break;
+      after = decodeURIComponent(next);
+    }
+    expect(seen).toEqual(ids.map((id) => ({ id, value: id })));
+
+    const two = await api.retrieve({ id: `${p}-*`, decryption_key: "page key", limit: 2 });
+    expect((two.body as unknown[]).length).toBe(2);
+    expect(two.headers.get("x-next-after")).toBe(encodeURIComponent(`${p}-1`));
+    expect((await api.retrieve({ id: `${p}-*`, decryption_key: "page key", limit: 4 })).status).toBe(400);
+  });
+
+  it("refuses retrieval with 429 and Retry-After after too many failed decryptions, and logs it", async () => {
+    const id = `limited-${run}`;
+    await api.store(id, "good key", "v");
+    for (let i = 0; i < 3; i++) expect(await api.values(id, `guess-${i}`)).toEqual([]);
+    const refused = await api.retrieve({ id, decryption_key: "good key" });
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(60);
+    expect((refused.body as { error: { code: string } }).error.code).toBe("RATE_LIMITED");
+    expect(logLines(t).some((l) => /too many failed decryptions/.test(l.msg) && l.pattern === id)).toBe(true);
+    // Counted per id pattern: another one is still served.
+    const other = `limited-${run}-other`;
+    await api.store(other, "good key", "w");
+    expect(await api.values(other, "good key")).toEqual([{ id: other, value: "w" }]);
+  });
+
+  it("does not count retrievals that open everything they match", async () => {
+    const id = `fine-${run}`;
+    await api.store(id, "k", 1);
+    for (let i = 0; i < 6; i++) expect(await api.values(id, "k")).toEqual([{ id, value: 1 }]);
+  });
+
+  it("answers 413 for a value over SECRETS_MAX_VALUE_BYTES, measured as JSON", async () => {
+    const ok = await api.post("/v1/secrets", {
+      id: `small-${run}`,
+      encryption_key: "k",
+      value: "x".repeat(1022),
+    });
+    expect(ok.status).toBe(202);
+    const res = await api.post("/v1/secrets", {
+      id: `small-${run}`,
+      encryption_key: "k",
+      value: "x".repeat(1023),
+    });
+    expect(res.status).toBe(413);
+    expect((res.body as { error: { message: string } }).error.message).toMatch(/1025 bytes.*1024/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** A TCP proxy to Postgres that can be taken down (connections refused and cut) and back up. */
+async function createOutageProxy(target: URL) {
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  const listen = (port: number) =>
+    new Promise<number>((resolve, reject) => {
+      const s = createServer((client) => {
+        const upstream = tcpConnect(Number(target.port || 5432), target.hostname);
+        for (const sock of [client, upstream]) {
+          sockets.add(sock);
+          sock.on("close", () => sockets.delete(sock));
+          sock.on("error", () => {});
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      s.once("error", reject);
+      s.listen(port, "127.0.0.1", () => resolve((s.address() as { port: number }).port));
+      server = s;
+    });
+  const port = await listen(0);
+  return {
+    port,
+    async down() {
+      const s = server;
+      server = undefined;
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()));
+    },
+    async up() {
+      await listen(port);
+    },
+  };
+}
+
+describe("secrets while Postgres is unreachable", () => {
+  let t: TestContext;
+  let proxy: Awaited<ReturnType<typeof createOutageProxy>>;
+  let proxied: Database;
+  const api = client(() => t);
+  const workerConfig = () =>
+    withConcurrency(parseConfig(workerConfigSchema, { ...t.env, WORKER_QUEUES: "encryption" }));
+
+  /** Workers for `encryption` only, writing through `database`. */
+  function startEncryptionWorkers(database: Database): RunningWorkers {
+    const config = workerConfig();
+    const processor = encryptionProcessor({
+      config,
+      logger: t.logger,
+      database,
+      fileStore: t.deps.fileStore,
+    });
+    const workers = startWorkers({
+      config,
+      logger: t.logger,
+      services: [{ queue: "encryption", concurrency: 8, processor }],
+    });
+    for (const w of workers.workers) trackWorker(w);
+    return workers;
+  }
+
+  const stateOf = async (jobId: string) => (await t.deps.queues.get("encryption").getJob(jobId))?.getState();
+
+  beforeAll(async () => {
+    t = await createTestContext();
+    proxy = await createOutageProxy(new URL(t.db.url));
+    const url = new URL(t.db.url);
+    url.hostname = "127.0.0.1";
+    url.port = String(proxy.port);
+    proxied = createDatabase(url.toString(), { max: 4 });
+  });
+  afterAll(async () => {
+    await proxied.close();
+    await proxy.down();
+    await t.close();
+  });
+
+  it("applies the last submitted store even when an older one is processed after it", async () => {
+    // No worker runs in this context yet: run the real processor on the jobs in reverse order.
+    const id = `order-${run}`;
+    const older = await api.submit(id, "k", "older");
+    const newer = await api.submit(id, "k", "newer");
+    const processor = encryptionProcessor({
+      config: workerConfig(),
+      logger: t.logger,
+      database: t.deps.database,
+      fileStore: t.deps.fileStore,
+    });
+    const queue = t.deps.queues.get("encryption");
+    const [jobOld, jobNew] = (await Promise.all([queue.getJob(older.id), queue.getJob(newer.id)])) as Job[];
+    try {
+      await processor.handle(jobNew as Job, t.logger);
+      await processor.handle(jobOld as Job, t.logger);
+    } finally {
+      await processor.close?.();
+      await Promise.all([jobOld?.remove(), jobNew?.remove()]);
+    }
+    expect(await api.values(id, "k")).toEqual([{ id, value: "newer" }]);
+  });
+
+  it("lands a store acknowledged while Postgres is down once it is back, spending no attempt", async () => {
+    await proxy.down();
+    const workers = startEncryptionWorkers(proxied);
+    try {
+      const id = `outage-${run}`;
+      const job = await api.submit(id, "k", { during: "outage" });
+      // The worker found Postgres unreachable and put the job back, delayed, more than once.
+      await eventually(async () => {
+        const j = await t.deps.queues.get("encryption").getJob(job.id);
+        return j && (await j.getState()) === "delayed" && j.attemptsStarted >= 2 ? true : undefined;
+      }, 20_000);
+      expect(
+        logLines(t).some((l) => l.msg === "postgres unreachable; store delayed" && l.jobId === job.id),
+      ).toBe(true);
+      await proxy.up();
+      const view = await api.finished(job.statusUrl);
+      // BullMQ counts the attempt that completes; the runs that found Postgres down are not counted.
+      expect(view).toMatchObject({ state: "completed", attempts: 1, result: { id, stored: true } });
+      expect(await api.values(id, "k")).toEqual([{ id, value: { during: "outage" } }]);
+    } finally {
+      await workers.close();
+    }
+  });
+
+  it("does not let a late retry of an older store overwrite a newer one", async () => {
+    const id = `late-${run}`;
+    // A worker that cannot reach Postgres takes the older store and has to put it off…
+    await proxy.down();
+    const cutOff = startEncryptionWorkers(proxied);
+    const older = await api.submit(id, "k", "older");
+    try {
+      await eventually(async () => ((await stateOf(older.id)) === "delayed" ? true : undefined), 20_000);
+    } finally {
+      await cutOff.close();
+      await proxy.up();
+    }
+    // …and its retry is held back until a healthy worker has stored a newer value.
+    const olderJob = (await t.deps.queues.get("encryption").getJob(older.id)) as Job;
+    expect(await olderJob.getState()).toBe("delayed");
+    await olderJob.changeDelay(60_000);
+    const healthy = t.startWorkers({ WORKER_QUEUES: "encryption" });
+    try {
+      await api.store(id, "k", "newer");
+      await olderJob.promote();
+      const view = await api.finished(older.statusUrl);
+      expect(view).toMatchObject({ state: "completed" });
+      expect(await api.values(id, "k")).toEqual([{ id, value: "newer" }]);
+    } finally {
+      await healthy.close();
+    }
+  });
+});
