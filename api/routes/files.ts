@@ -1,0 +1,370 @@
+// Files: a temporary in-memory file store. Uploads and downloads stream through the API in
+// chunks (api/file-streams.ts); the `chunk-hashing` worker verifies every stored chunk after
+// each upload. Also the compatibility routes of the older file API (/upload, /download).
+
+import type { HttpBindings } from "@hono/node-server";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { AppError } from "../../lib/errors.js";
+import {
+  createFileStore,
+  type FileManifest,
+  type FileStore,
+  fileKeyPrefix,
+  fileNameProblem,
+  fileStoreSettings,
+} from "../../lib/file-store.js";
+import { chunkHashingQueue } from "../../queues/chunk-hashing.js";
+import { enqueue } from "../../queues/contract.js";
+import type { AppDeps, AppEnv } from "../context.js";
+import { serviceUnavailable } from "../errors.js";
+import { openDownload, receiveUpload } from "../file-streams.js";
+import { statusUrl, submitJob } from "../jobs.js";
+import {
+  errorBodySchema,
+  errorResponses,
+  jobAcceptedSchema,
+  jobSubmissionHeaders,
+  jobViewSchema,
+  validationHook,
+} from "../openapi.js";
+
+/** File uploads stream past the global JSON body limit; FILE_MAX_BYTES applies to them instead. */
+export const isFileUpload = (method: string, path: string): boolean =>
+  (method === "PUT" && path.startsWith("/v1/files/")) || (method === "POST" && path.startsWith("/upload/"));
+
+const stores = new WeakMap<AppDeps, FileStore>();
+const STORE_DOWN = new Set(["reconnecting", "close", "end"]);
+/** The file store of this app's deps, built once. */
+function fileStoreOf(c: Context<AppEnv>): FileStore {
+  const deps = c.get("deps");
+  let store = stores.get(deps);
+  if (!store) {
+    store = createFileStore(
+      deps.fileStore,
+      fileKeyPrefix(deps.config.QUEUE_PREFIX),
+      fileStoreSettings(deps.config),
+    );
+    stores.set(deps, store);
+  }
+  // While it first connects, commands wait in the offline queue; once lost, answer 503 at once.
+  if (STORE_DOWN.has(deps.fileStore.status)) throw serviceUnavailable("the file store");
+  return store;
+}
+
+const fileName = z
+  .string()
+  .superRefine((name, ctx) => {
+    const problem = fileNameProblem(name);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .openapi({
+    description: "1-255 bytes (URL-decoded), no / and no control characters",
+    example: "scan-0042.nii",
+  });
+
+const binary = z.string().openapi({ type: "string", format: "binary" });
+
+const fileInfoSchema = z
+  .object({
+    name: z.string(),
+    size: z.number().int(),
+    sha1: z.string().openapi({ description: "SHA-1 of the whole file, hex" }),
+    chunkSize: z.number().int(),
+    chunks: z.number().int(),
+    expiresAt: z
+      .string()
+      .openapi({ description: "When the file and its chunks are dropped (FILE_TTL_SECONDS)" }),
+  })
+  .openapi("FileInfo");
+
+const storedSchema = fileInfoSchema
+  .extend({
+    verification: jobAcceptedSchema.shape.job.openapi({
+      description: "The `chunk-hashing` job that reads every chunk back and checks it",
+    }),
+  })
+  .openapi("FileStored");
+
+const listedSchema = z
+  .object({
+    name: z.string(),
+    size: z.number().int(),
+    sha1: z.string(),
+    chunks: z.number().int(),
+    verified: z.boolean(),
+    state: z.enum(["pending", "verified", "corrupted"]),
+    expiresAt: z.string(),
+  })
+  .openapi("FileListed");
+
+const uploadHeaders = z.object({
+  "x-checksum-sha1": z
+    .string()
+    .regex(/^[0-9a-fA-F]{40}$/, "40 hex digits")
+    .optional()
+    .openapi({ description: "SHA-1 of the whole body, hex; a mismatch answers 422 and stores nothing" }),
+});
+
+const uploadBody = {
+  required: true,
+  content: { "application/octet-stream": { schema: binary } },
+  description: "The file's bytes, raw (streamed; never buffered whole)",
+};
+
+const fileErrors = {
+  ...errorResponses(400, 404, 413),
+  416: {
+    description: "Range outside the file",
+    content: { "application/json": { schema: errorBodySchema } },
+  },
+  422: {
+    description: "Empty body, or the bytes do not match X-Checksum-SHA1 (EMPTY_BODY, CHECKSUM_MISMATCH)",
+    content: { "application/json": { schema: errorBodySchema } },
+  },
+  500: {
+    description: "FILE_CORRUPTED: the file failed verification (known before the first byte)",
+    content: { "application/json": { schema: errorBodySchema } },
+  },
+};
+
+const downloadResponses = {
+  200: {
+    description:
+      "The bytes, streamed and verified chunk by chunk. Damage found mid-stream cuts the connection " +
+      "(a short read against Content-Length), never sends wrong bytes. HEAD: the same headers, no body.",
+    headers: z.object({
+      etag: z.string().openapi({ description: "The SHA-1, quoted" }),
+      "x-checksum-sha1": z.string(),
+      "content-length": z.string(),
+    }),
+    content: { "application/octet-stream": { schema: binary } },
+  },
+  206: {
+    description: "The requested range (Content-Range), only the chunks it needs read and verified",
+    content: { "application/octet-stream": { schema: binary } },
+  },
+  ...fileErrors,
+};
+
+const rangeHeaders = z.object({
+  range: z.string().optional().openapi({ description: "bytes=a-b, bytes=a- or bytes=-n (one range)" }),
+  "if-range": z.string().optional().openapi({ description: "The ETag; the range is ignored if it changed" }),
+});
+
+const putRoute = createRoute({
+  method: "put",
+  path: "/v1/files/{name}",
+  tags: ["files"],
+  summary: "Store a file (raw body, streamed), replacing any file of that name in one step",
+  description:
+    "Cut into FILE_CHUNK_SIZE chunks with a SHA-1 each; enqueues `files.verify` on `chunk-hashing`. " +
+    "Limit FILE_MAX_BYTES (413); the global JSON body limit does not apply.",
+  request: { params: z.object({ name: fileName }), headers: uploadHeaders, body: uploadBody },
+  responses: {
+    201: { description: "Stored", content: { "application/json": { schema: storedSchema } } },
+    ...fileErrors,
+  },
+});
+
+const getRoute = createRoute({
+  method: "get",
+  path: "/v1/files/{name}",
+  tags: ["files"],
+  summary: "Download a file (GET or HEAD), optionally one byte range",
+  request: { params: z.object({ name: fileName }), headers: rangeHeaders },
+  responses: downloadResponses,
+});
+
+const deleteRoute = createRoute({
+  method: "delete",
+  path: "/v1/files/{name}",
+  tags: ["files"],
+  summary: "Delete a file (downloads already under way finish with their bytes)",
+  request: { params: z.object({ name: fileName }) },
+  responses: { 204: { description: "Deleted" }, ...errorResponses(400, 404) },
+});
+
+const listRoute = createRoute({
+  method: "get",
+  path: "/v1/files",
+  tags: ["files"],
+  summary: "Every stored file, by name",
+  responses: {
+    200: {
+      description: "The files",
+      content: { "application/json": { schema: z.object({ items: z.array(listedSchema) }) } },
+    },
+    ...errorResponses(),
+  },
+});
+
+const verifyRoute = createRoute({
+  method: "post",
+  path: "/v1/files/{name}/verify",
+  tags: ["files"],
+  summary: "Verify a stored file again: a `chunk-hashing` job reads back and checks every chunk",
+  request: { params: z.object({ name: fileName }), headers: jobSubmissionHeaders },
+  responses: {
+    202: {
+      description: "Accepted; see Location for the job",
+      content: { "application/json": { schema: jobAcceptedSchema } },
+    },
+    200: {
+      description: "Finished in time (Prefer: wait)",
+      content: { "application/json": { schema: jobViewSchema } },
+    },
+    ...errorResponses(400, 404),
+  },
+});
+
+const legacyUploadRoute = createRoute({
+  method: "post",
+  path: "/upload/{fileName}",
+  tags: ["files (compatibility)"],
+  summary: "Older file API: store a file (raw body); same behaviour as PUT /v1/files/{name}",
+  request: { params: z.object({ fileName }), body: uploadBody },
+  responses: {
+    200: {
+      description: "Stored",
+      content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } },
+    },
+    ...fileErrors,
+  },
+});
+
+const legacyDownloadRoute = createRoute({
+  method: "get",
+  path: "/download/{fileName}",
+  tags: ["files (compatibility)"],
+  summary: "Older file API: download a file; same behaviour as GET /v1/files/{name}",
+  request: { params: z.object({ fileName }), headers: rangeHeaders },
+  responses: downloadResponses,
+});
+
+/** Streams the request body into the store and enqueues its verification. */
+async function upload(c: Context<AppEnv>, name: string) {
+  const store = fileStoreOf(c);
+  const { redis, queues } = c.get("deps");
+  // Refuse before reading a byte when the verification could not be enqueued afterwards.
+  if (redis.status !== "ready") throw serviceUnavailable("Redis");
+  // Checked here as well as in the route schema: the compatibility route declares no headers.
+  const checksum = c.req.header("X-Checksum-SHA1");
+  if (checksum !== undefined && !/^[0-9a-fA-F]{40}$/.test(checksum))
+    throw new AppError("VALIDATION_FAILED", "X-Checksum-SHA1 must be 40 hex digits");
+  const declared = c.req.header("Content-Length");
+  // Under @hono/node-server the Node request itself is read: its async iterator pauses the
+  // socket while the store is behind, whereas Node 20's Readable.toWeb (behind c.req.raw.body)
+  // counts 64 KiB pieces, not bytes, against its high-water mark of 16,384 and so would buffer
+  // up to a gigabyte. c.req.raw.body must not be touched then: creating the web
+  // body starts it reading the same socket.
+  const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
+  const web = incoming ? undefined : c.req.raw.body;
+  const manifest = await receiveUpload(store, name, incoming ?? web ?? null, {
+    expectedSha1: checksum?.toLowerCase(),
+    declaredLength: declared === undefined || declared === "" ? undefined : Number(declared),
+    cancel: () => {
+      web?.cancel().catch(() => {});
+    },
+    log: c.get("log"),
+  });
+  const job = await enqueue(queues.get(chunkHashingQueue.name), chunkHashingQueue, "files.verify", {
+    name,
+    version: manifest.version,
+  });
+  const id = job.id ?? "";
+  return {
+    manifest,
+    verification: { queue: chunkHashingQueue.name, id, statusUrl: statusUrl("chunk-hashing", id) },
+  };
+}
+
+async function download(c: Context<AppEnv>, name: string): Promise<Response> {
+  const file = await openDownload(fileStoreOf(c), name, {
+    head: c.req.method === "HEAD",
+    range: c.req.header("Range"),
+    ifRange: c.req.header("If-Range"),
+    log: c.get("log"),
+  });
+  // @hono/node-server never reads (nor cancels) the body of a response whose client is already
+  // gone; the socket's close is what stops the read-ahead and frees the lease then. After a
+  // complete response it changes nothing.
+  (c.env as Partial<HttpBindings> | undefined)?.outgoing?.once("close", file.abort);
+  return file.body ? c.body(file.body, file.status, file.headers) : c.body(null, file.status, file.headers);
+}
+
+const info = (m: FileManifest) => ({
+  name: m.name,
+  size: m.size,
+  sha1: m.sha1,
+  chunkSize: m.chunkSize,
+  chunks: m.chunks,
+  expiresAt: m.expiresAt,
+});
+
+export const filesRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+filesRoutes
+  .openapi(putRoute, async (c) => {
+    const { name } = c.req.valid("param");
+    const { manifest, verification } = await upload(c, name);
+    c.header("Location", `/v1/files/${encodeURIComponent(name)}`);
+    return c.json({ ...info(manifest), verification }, 201);
+  })
+  // Hono answers HEAD with the GET handler (body dropped); download() sees the method and
+  // reads no chunk.
+  .openapi(getRoute, (c) => download(c, c.req.valid("param").name) as never)
+  .openapi(deleteRoute, async (c) => {
+    const { name } = c.req.valid("param");
+    if (!(await fileStoreOf(c).remove(name))) throw new AppError("NOT_FOUND", `no file named ${name}`);
+    return c.body(null, 204);
+  })
+  .openapi(listRoute, async (c) => {
+    const files = await fileStoreOf(c).list();
+    return c.json(
+      {
+        items: files.map((m) => ({
+          name: m.name,
+          size: m.size,
+          sha1: m.sha1,
+          chunks: m.chunks,
+          verified: m.state === "verified",
+          state: m.state,
+          expiresAt: m.expiresAt,
+        })),
+      },
+      200,
+    );
+  })
+  .openapi(verifyRoute, async (c) => {
+    const { name } = c.req.valid("param");
+    const manifest = await fileStoreOf(c).head(name);
+    if (!manifest) throw new AppError("NOT_FOUND", `no file named ${name}`);
+    return submitJob(c, {
+      contract: chunkHashingQueue,
+      name: "files.verify",
+      payload: { name, version: manifest.version },
+    }) as never;
+  })
+  .openapi(legacyUploadRoute, async (c) => {
+    await upload(c, c.req.valid("param").fileName);
+    return c.json({ ok: true as const }, 200);
+  })
+  .openapi(legacyDownloadRoute, (c) => download(c, c.req.valid("param").fileName) as never);
+
+// Hono routes HEAD to the GET handlers; listed here so the OpenAPI document shows it.
+for (const path of ["/v1/files/{name}", "/download/{fileName}"]) {
+  filesRoutes.openAPIRegistry.registerPath({
+    method: "head",
+    path,
+    tags: [path.startsWith("/v1") ? "files" : "files (compatibility)"],
+    summary: "The download's headers (Content-Length, ETag, X-Checksum-SHA1), no body",
+    request: {
+      params: z.object(path.startsWith("/v1") ? { name: fileName } : { fileName }),
+    },
+    responses: {
+      200: { description: "The headers a GET would send" },
+      ...errorResponses(400, 404),
+    },
+  });
+}
