@@ -17,10 +17,9 @@ RUN npm ci --strict-allow-scripts --no-audit --no-fund
 
 FROM deps AS build
 COPY . .
-# tsc emits JavaScript only; db/migrate.js resolves ./migrations next to itself, so the SQL
-# and drizzle's meta/_journal.json go beside it. The test -f fails the build if they did not.
+# tsc emits JavaScript only; db/migrate.js resolves ./migrations next to itself, so the build
+# script copies the SQL and drizzle's meta/_journal.json beside it. test -f fails the build if not.
 RUN npm run build \
-  && cp -R db/migrations dist/db/migrations \
   && test -f dist/db/migrations/meta/_journal.json \
   && test -f dist/api/server.js \
   && test -f dist/workers/main.js

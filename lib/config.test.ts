@@ -39,6 +39,13 @@ describe("config", () => {
     expect(w.concurrency["alert-ingestion"]).toBe(12);
   });
 
+  it("treats an empty variable as unset", () => {
+    const c = parseConfig(apiConfigSchema, { ...base, ADMIN_USER: "", ALERTS_INGEST_TOKEN: "", PORT: "" });
+    expect(c.ADMIN_USER).toBeUndefined();
+    expect(c.ALERTS_INGEST_TOKEN).toBeUndefined();
+    expect(c.PORT).toBe(3000);
+  });
+
   it("accepts a Redis Cluster hash tag in the queue prefix", () => {
     expect(parseConfig(apiConfigSchema, { ...base, QUEUE_PREFIX: "{conveyor}" }).QUEUE_PREFIX).toBe(
       "{conveyor}",

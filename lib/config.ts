@@ -144,7 +144,8 @@ export function parseConfig<S extends z.ZodType>(
   schema: S,
   env: Record<string, string | undefined>,
 ): z.infer<S> {
-  const result = schema.safeParse(env);
+  // `VAR=` (as compose's `${VAR:-}` produces) means unset, not an invalid empty value.
+  const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== "")));
   if (result.success) return result.data;
   const lines = result.error.issues.map((i) => `  ${i.path.join(".") || "(env)"}: ${i.message}`);
   throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);

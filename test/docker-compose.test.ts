@@ -297,8 +297,12 @@ describe("Dockerfile", () => {
   });
 
   it("puts the migrations where dist/db/migrate.js looks for them, and ships dist/", () => {
+    // `npm run build` copies them (so a local build runs too); the image checks they arrived.
+    const pkg = JSON.parse(read("package.json")) as { scripts: Record<string, string> };
+    expect(pkg.scripts.build).toMatch(/db\/migrations.*dist\/db\/migrations/);
     const text = stages.flatMap((s) => s.lines).join("\n");
-    expect(text).toMatch(/db\/migrations\s+(\S*\/)?dist\/db\/migrations\b/);
+    expect(text).toMatch(/npm run build/);
+    expect(text).toMatch(/test -f dist\/db\/migrations\/meta\/_journal\.json/);
     expect(runtimeLines.some((l) => /^COPY\s+--from=build\s+\S*dist\s/i.test(l))).toBe(true);
   });
 
