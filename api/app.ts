@@ -4,15 +4,12 @@
 import { swaggerUI } from "@hono/swagger-ui";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { requestId } from "hono/request-id";
-import { routePath } from "hono/route";
 import { mountDashboards } from "../dashboards/index.js";
 import { AppError } from "../lib/errors.js";
-import { randomId } from "../lib/ids.js";
 import type { AppDeps, AppEnv } from "./context.js";
-import { notFound, onError } from "./errors.js";
 import { createMetrics } from "./metrics.js";
 import { validationHook } from "./openapi.js";
+import { installRequestContext } from "./request-context.js";
 import { alertsRoutes } from "./routes/alerts.js";
 import { filesRoutes, isFileUpload } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
@@ -23,28 +20,7 @@ export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   const metrics = createMetrics(deps.queues);
 
-  app.use(requestId({ generator: () => randomId("req_") }));
-  app.use(async (c, next) => {
-    const started = performance.now();
-    const log = deps.logger.child({ requestId: c.get("requestId") });
-    c.set("log", log);
-    c.set("deps", deps);
-    await next();
-    const seconds = (performance.now() - started) / 1000;
-    const route = routePath(c);
-    metrics.observe(c.req.method, route, c.res.status, seconds);
-    // The path only: query strings can carry things that do not belong in logs.
-    log.info(
-      {
-        method: c.req.method,
-        path: c.req.path,
-        route,
-        status: c.res.status,
-        ms: Math.round(seconds * 1e4) / 10,
-      },
-      "request",
-    );
-  });
+  installRequestContext(app, deps, metrics);
   const limitBody = bodyLimit({
     maxSize: deps.config.BODY_LIMIT_BYTES,
     onError: () => {
@@ -61,8 +37,6 @@ export function createApp(deps: AppDeps) {
       ? next()
       : limitBody(c, next),
   );
-  app.onError(onError);
-  app.notFound(notFound);
 
   app.route("/", healthRoutes(metrics));
   app.route("/", jobsRoutes);

@@ -16,23 +16,11 @@ import { createTestContext, eventually, type TestContext, uniquePrefix } from ".
 import { freePort } from "../test/helpers/processes.js";
 import { createApp } from "./app.js";
 import { buildApiDeps } from "./bootstrap.js";
-import { MAX_WAIT_SECONDS } from "./jobs.js";
+import { type JobView, MAX_WAIT_SECONDS } from "./jobs.js";
 
 type ErrorJson = { error: { code: string; message: string; requestId: string } };
 type Accepted = { job: { queue: string; id: string; statusUrl: string } };
-type JobJson = {
-  id: string;
-  queue: string;
-  name: string;
-  state: string;
-  progress: unknown;
-  attempts: number;
-  result: unknown;
-  failedReason: string | null;
-  createdAt: string | null;
-  processedAt: string | null;
-  finishedAt: string | null;
-};
+type JobJson = JobView;
 
 const event = (alertId: string = randomUUID()) => ({
   type: "ALERT_CREATED",
