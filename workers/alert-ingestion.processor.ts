@@ -4,8 +4,7 @@ import type { Job } from "bullmq";
 import { mergeAlertEvents } from "../db/queries/alerts.js";
 import { createBatcher } from "../lib/batcher.js";
 import { type AlertEvent, alertIngestionQueue } from "../queues/alert-ingestion.js";
-import { parseJobData } from "../queues/contract.js";
-import { type ProcessorFactory, unrecoverable } from "./runtime.js";
+import { jobPayload, type ProcessorFactory } from "./runtime.js";
 
 export const alertIngestionProcessor: ProcessorFactory = ({ config, database }) => {
   const batcher = createBatcher<AlertEvent>({
@@ -14,13 +13,7 @@ export const alertIngestionProcessor: ProcessorFactory = ({ config, database }) 
   });
   return {
     async handle(job: Job) {
-      if (job.name !== "alerts.ingest") unrecoverable(new Error(`unknown job name ${job.name}`));
-      let event: AlertEvent;
-      try {
-        event = parseJobData(alertIngestionQueue, "alerts.ingest", job.data);
-      } catch (err) {
-        unrecoverable(err);
-      }
+      const event = jobPayload(alertIngestionQueue, "alerts.ingest", job);
       await batcher.add(event);
       return { alertId: event.alert.alertId };
     },

@@ -3,9 +3,8 @@
 // Only the version named in the job is ever touched: if the name moved on, the job is moot.
 import type { Job } from "bullmq";
 import { createFileStore, fileKeyPrefix, fileStoreSettings, readCheckedChunks } from "../lib/file-store.js";
-import { chunkHashingQueue, type FileVerify } from "../queues/chunk-hashing.js";
-import { parseJobData } from "../queues/contract.js";
-import { type ProcessorFactory, unrecoverable } from "./runtime.js";
+import { chunkHashingQueue } from "../queues/chunk-hashing.js";
+import { jobPayload, type ProcessorFactory, unrecoverable } from "./runtime.js";
 
 // Progress is one Redis write per update: a file of 50,000 small chunks needs no 50,000.
 const PROGRESS_EVERY_MS = 250;
@@ -14,13 +13,7 @@ export const chunkHashingProcessor: ProcessorFactory = ({ config, fileStore }) =
   const store = createFileStore(fileStore, fileKeyPrefix(config.QUEUE_PREFIX), fileStoreSettings(config));
   return {
     async handle(job: Job, log) {
-      if (job.name !== "files.verify") unrecoverable(new Error(`unknown job name ${job.name}`));
-      let payload: FileVerify;
-      try {
-        payload = parseJobData(chunkHashingQueue, "files.verify", job.data);
-      } catch (err) {
-        unrecoverable(err);
-      }
+      const payload = jobPayload(chunkHashingQueue, "files.verify", job);
       const { name, version } = payload;
       const manifest = await store.head(name);
       if (!manifest || manifest.version !== version) return { name, version, outcome: "superseded" };

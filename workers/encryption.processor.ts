@@ -8,7 +8,6 @@ import { CryptoError, encryptRecord, open } from "../lib/crypto.js";
 import { isDependencyDown } from "../lib/errors.js";
 import type { Logger } from "../lib/logger.js";
 import { createSecretsKeys, type SecretsKeys } from "../lib/secrets-keys.js";
-import { parseJobData } from "../queues/contract.js";
 import {
   encryptionQueue,
   type SealedStore,
@@ -16,7 +15,7 @@ import {
   sealedStoreSchema,
   storeSealContext,
 } from "../queues/encryption.js";
-import { type ProcessorFactory, unrecoverable } from "./runtime.js";
+import { jobPayload, type ProcessorFactory, unrecoverable } from "./runtime.js";
 
 const MAX_BATCH = 256;
 const OUTAGE_DELAY_MS = 500;
@@ -82,13 +81,7 @@ export const encryptionProcessor: ProcessorFactory = ({ config, database }) => {
 
   return {
     async handle(job: Job, log: Logger) {
-      if (job.name !== "secrets.store") unrecoverable(new Error(`unknown job name ${job.name}`));
-      let payload: SecretStorePayload;
-      try {
-        payload = parseJobData(encryptionQueue, "secrets.store", job.data);
-      } catch (err) {
-        unrecoverable(err);
-      }
+      const payload = jobPayload(encryptionQueue, "secrets.store", job);
       const { sealed } = payload;
       if (sealed === undefined) {
         // Redacted: it completed before (and was delivered again), or it failed for good.

@@ -8,6 +8,7 @@ import type { Database } from "../db/client.js";
 import type { WorkerConfig } from "../lib/config.js";
 import type { Logger } from "../lib/logger.js";
 import { createRedis } from "../lib/redis.js";
+import { type JobName, type JobPayload, parseJobData, type QueueContract } from "../queues/contract.js";
 import type { QueueName } from "../queues/names.js";
 
 export interface ProcessorDeps {
@@ -118,4 +119,21 @@ export function startWorkers(opts: {
 /** Wraps a payload-parse failure: no retry can fix a payload that does not match its contract. */
 export function unrecoverable(err: unknown): never {
   throw new UnrecoverableError(err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * The job's payload, checked against its contract; a job of another name, or a payload no retry
+ * can make valid (from an older or broken producer), fails at once as UnrecoverableError.
+ */
+export function jobPayload<C extends QueueContract, N extends JobName<C>>(
+  contract: C,
+  name: N,
+  job: Job,
+): JobPayload<C, N> {
+  if (job.name !== name) unrecoverable(new Error(`unknown job name ${job.name}`));
+  try {
+    return parseJobData(contract, name, job.data);
+  } catch (err) {
+    unrecoverable(err);
+  }
 }
