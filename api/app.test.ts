@@ -1,3 +1,4 @@
+import { type ServerType, serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestContext, type TestContext } from "../test/helpers/context.js";
 
@@ -79,5 +80,63 @@ describe("platform endpoints", () => {
     const ui = await t.app.request("/docs");
     expect(ui.status).toBe(200);
     expect(await ui.text()).toContain("/openapi.json");
+  });
+});
+
+describe("JSON bodies over real HTTP (read straight from Node's request)", () => {
+  let server: ServerType;
+  let base: string;
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => {
+      server = serve({ fetch: t.app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => {
+        base = `http://127.0.0.1:${info.port}`;
+        resolve();
+      });
+    });
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  const event = {
+    type: "ALERT_CREATED",
+    alert: { alertId: "http-1", name: "n", status: "TRIGGERED", triggeredOn: "2026-11-21T11:00:00.000Z" },
+  };
+  const post = (body: string | ReadableStream<Uint8Array>, headers: Record<string, string> = {}) =>
+    fetch(`${base}/v1/alerts/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body,
+      duplex: "half",
+    } as RequestInit);
+  const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+
+  it("accepts a JSON body", async () => {
+    const res = await post(JSON.stringify(event));
+    expect(res.status).toBe(202);
+  });
+
+  it("refuses a body whose declared length passes the limit with 413", async () => {
+    const res = await post(JSON.stringify({ ...event, pad: "x".repeat(2 * 1024 * 1024) }));
+    expect(res.status).toBe(413);
+    expect(await code(res)).toBe("PAYLOAD_TOO_LARGE");
+  });
+
+  it("refuses a chunked body (no declared length) once it passes the limit with 413", async () => {
+    const piece = new TextEncoder().encode(" ".repeat(64 * 1024));
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 40) controller.enqueue(piece);
+        else controller.close();
+      },
+    });
+    const res = await post(stream);
+    expect(res.status).toBe(413);
+    expect(await code(res)).toBe("PAYLOAD_TOO_LARGE");
+  });
+
+  it("answers a body that is not JSON with 400 INVALID_JSON", async () => {
+    const res = await post("{nope");
+    expect(res.status).toBe(400);
+    expect(await code(res)).toBe("INVALID_JSON");
   });
 });

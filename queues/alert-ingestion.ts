@@ -23,9 +23,15 @@ export const alertEventSchema = z.object({
 
 export type AlertEvent = z.infer<typeof alertEventSchema>;
 
+/** Events the API received at about the same moment, as one job (see api/routes/alerts.ts). */
+export const ALERT_EVENTS_PER_JOB = 500;
+export const alertEventBatchSchema = z.object({
+  events: z.array(alertEventSchema).min(1).max(ALERT_EVENTS_PER_JOB),
+});
+
 export const alertIngestionQueue = defineQueue({
   name: "alert-ingestion",
-  jobs: { "alerts.ingest": alertEventSchema },
+  jobs: { "alerts.ingest": alertEventSchema, "alerts.ingest-batch": alertEventBatchSchema },
   defaultJobOptions: {
     ...baseJobOptions,
     // ~4.5 h of retries: an acknowledged event survives a long Postgres outage.

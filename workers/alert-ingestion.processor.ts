@@ -13,6 +13,11 @@ export const alertIngestionProcessor: ProcessorFactory = ({ config, database }) 
   });
   return {
     async handle(job: Job) {
+      if (job.name === "alerts.ingest-batch") {
+        const { events } = jobPayload(alertIngestionQueue, "alerts.ingest-batch", job);
+        await Promise.all(events.map((e) => batcher.add(e)));
+        return { events: events.length };
+      }
       const event = jobPayload(alertIngestionQueue, "alerts.ingest", job);
       await batcher.add(event);
       return { alertId: event.alert.alertId };

@@ -1,6 +1,7 @@
 // Alerts: event ingestion (enqueue only; the `alert-ingestion` worker merges into Postgres),
 // queries with filters and cursor pagination, and MTTA/MTTR statistics computed in SQL.
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Queue } from "bullmq";
 import type { MiddlewareHandler } from "hono";
 import {
   type AlertFilters,
@@ -10,11 +11,19 @@ import {
   listAlerts,
 } from "../../db/queries/alerts.js";
 import { ALERT_STATUSES } from "../../db/schema/alerts.js";
+import { type Batcher, createBatcher } from "../../lib/batcher.js";
 import { AppError } from "../../lib/errors.js";
+import { randomId } from "../../lib/ids.js";
 import { secureEqual } from "../../lib/secure-compare.js";
-import { alertEventSchema, alertIngestionQueue } from "../../queues/alert-ingestion.js";
+import {
+  ALERT_EVENTS_PER_JOB,
+  type AlertEvent,
+  alertEventSchema,
+  alertIngestionQueue,
+} from "../../queues/alert-ingestion.js";
 import type { AppEnv } from "../context.js";
-import { submitJob } from "../jobs.js";
+import { serviceUnavailable } from "../errors.js";
+import { statusUrl, submitJob } from "../jobs.js";
 import {
   errorResponses,
   jobAcceptedSchema,
@@ -172,21 +181,54 @@ const ingestAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
+/**
+ * Events posted at about the same moment go to Redis as one `alerts.ingest-batch` job (group
+ * commit, as the worker does into Postgres): each request is answered 202 once the job holding
+ * its event is in Redis, and names that job. Under load a job carries tens of events, which
+ * divides BullMQ's per-job cost (Redis scripts, the worker's fetch and completion) among them;
+ * when idle a job carries one event and adds no latency.
+ */
+type PendingEvent = { event: AlertEvent; jobId: string };
+const eventBatchers = new WeakMap<Queue, Batcher<PendingEvent>>();
+function eventBatcher(queue: Queue): Batcher<PendingEvent> {
+  let batcher = eventBatchers.get(queue);
+  if (!batcher) {
+    batcher = createBatcher<PendingEvent>({
+      maxBatch: ALERT_EVENTS_PER_JOB,
+      maxInFlight: 4,
+      flush: async (items) => {
+        const jobId = randomId();
+        await queue.add("alerts.ingest-batch", { events: items.map((i) => i.event) }, { jobId });
+        for (const item of items) item.jobId = jobId;
+      },
+    });
+    eventBatchers.set(queue, batcher);
+  }
+  return batcher;
+}
+
 export const alertsRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
 alertsRoutes.use("/v1/alerts/events", ingestAuth);
 
 alertsRoutes
   // submitJob answers 202 or (Prefer: wait) 200 itself; its Response is not typed per route.
-  .openapi(
-    postEvent,
-    (c) =>
-      submitJob(c, {
-        contract: alertIngestionQueue,
-        name: "alerts.ingest",
-        payload: c.req.valid("json"),
-      }) as never,
-  )
+  .openapi(postEvent, async (c) => {
+    const event = c.req.valid("json");
+    // Idempotency-Key and Prefer: wait are about a job of one's own: the job contract's path.
+    if (c.req.header("Idempotency-Key") !== undefined || c.req.header("Prefer") !== undefined)
+      return submitJob(c, { contract: alertIngestionQueue, name: "alerts.ingest", payload: event }) as never;
+    const { redis, queues } = c.get("deps");
+    if (redis.status !== "ready") throw serviceUnavailable("Redis");
+    const pending = { event, jobId: "" };
+    await eventBatcher(queues.get(alertIngestionQueue.name)).add(pending);
+    const url = statusUrl(alertIngestionQueue.name, pending.jobId);
+    c.header("Location", url);
+    return c.json(
+      { job: { queue: alertIngestionQueue.name, id: pending.jobId, statusUrl: url } },
+      202,
+    ) as never;
+  })
   .openapi(listRoute, async (c) => {
     const q = c.req.valid("query");
     const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
