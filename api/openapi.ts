@@ -62,6 +62,18 @@ export const jobAcceptedSchema = z
   .object({ job: z.object({ queue: z.string(), id: z.string(), statusUrl: z.string() }) })
   .openapi("JobAccepted");
 
+/** A submission's answers: 202 with the job, or 200 with the finished job under Prefer: wait. */
+export const jobSubmissionResponses = {
+  202: {
+    description: "Accepted; see Location for the job",
+    content: { "application/json": { schema: jobAcceptedSchema } },
+  },
+  200: {
+    description: "Finished in time (Prefer: wait)",
+    content: { "application/json": { schema: jobViewSchema } },
+  },
+} as const;
+
 export const jobSubmissionHeaders = z.object({
   "idempotency-key": z
     .string()

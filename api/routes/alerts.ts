@@ -24,13 +24,7 @@ import {
 import type { AppEnv } from "../context.js";
 import { serviceUnavailable } from "../errors.js";
 import { statusUrl, submitJob } from "../jobs.js";
-import {
-  errorResponses,
-  jobAcceptedSchema,
-  jobSubmissionHeaders,
-  jobViewSchema,
-  validationHook,
-} from "../openapi.js";
+import { errorResponses, jobSubmissionHeaders, jobSubmissionResponses, validationHook } from "../openapi.js";
 
 const filterQuery = {
   name: z.string().min(1).optional().openapi({ description: "Exact alert name" }),
@@ -103,14 +97,7 @@ const postEvent = createRoute({
     body: { required: true, content: { "application/json": { schema: alertEventSchema } } },
   },
   responses: {
-    202: {
-      description: "Accepted; see Location for the job",
-      content: { "application/json": { schema: jobAcceptedSchema } },
-    },
-    200: {
-      description: "Finished in time (Prefer: wait)",
-      content: { "application/json": { schema: jobViewSchema } },
-    },
+    ...jobSubmissionResponses,
     ...errorResponses(400, 401, 413, 415),
   },
 });

@@ -25,7 +25,7 @@ import {
   errorResponses,
   jobAcceptedSchema,
   jobSubmissionHeaders,
-  jobViewSchema,
+  jobSubmissionResponses,
   validationHook,
 } from "../openapi.js";
 
@@ -206,14 +206,7 @@ const verifyRoute = createRoute({
   summary: "Verify a stored file again: a `chunk-hashing` job reads back and checks every chunk",
   request: { params: z.object({ name: fileName }), headers: jobSubmissionHeaders },
   responses: {
-    202: {
-      description: "Accepted; see Location for the job",
-      content: { "application/json": { schema: jobAcceptedSchema } },
-    },
-    200: {
-      description: "Finished in time (Prefer: wait)",
-      content: { "application/json": { schema: jobViewSchema } },
-    },
+    ...jobSubmissionResponses,
     ...errorResponses(400, 404),
   },
 });
