@@ -4,6 +4,7 @@
 import { AppError } from "../lib/errors.js";
 import {
   type CheckedChunk,
+  chunkLength,
   type FileManifest,
   type FileStore,
   newVersion,
@@ -22,6 +23,9 @@ export interface UploadOptions {
   cancel?: () => void;
   log: Logger;
 }
+
+/** A download is sent in copies of at most this many bytes of its chunk buffers. */
+const SEND_PIECE_BYTES = 1024 * 1024;
 
 const tooLarge = (max: number) =>
   new AppError("PAYLOAD_TOO_LARGE", `file is larger than the limit of ${max} bytes (FILE_MAX_BYTES)`);
@@ -313,56 +317,72 @@ export async function openDownload(
     });
 
     // The first chunk is read and checked before answering, so damage there is a clean 500.
-    let pending: CheckedChunk | undefined = (await chunks.next()).value;
-    const firstProblem = pending ? pending.problem : "chunk list ended early";
+    let current: CheckedChunk | undefined = (await chunks.next()).value;
+    const firstProblem = current ? current.problem : "chunk list ended early";
     if (firstProblem) {
       await flagCorrupted(store, manifest, firstProblem, log);
       throw corrupted(manifest, firstProblem);
     }
+    // Where the response is within `current`'s bytes: the next byte to send, and the end.
+    const span = (item: CheckedChunk) => ({
+      at: item.index === first ? start - item.index * chunkSize : 0,
+      to: item.index === last ? end - item.index * chunkSize + 1 : chunkLength(manifest, item.index),
+    });
+    let { at, to } = span(current as CheckedChunk);
+    // A chunk's buffer belongs to readCheckedChunks and is reused once the next chunk is asked
+    // for: nothing may read it after a stop.
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+      release();
+      void chunks.return(undefined);
+    };
 
     const body = new ReadableStream<Uint8Array>(
       {
         async pull(controller) {
           try {
-            const item = pending ?? (await chunks.next()).value;
-            pending = undefined;
-            if (!item) throw new Error("chunk list ended early");
-            const { index, bytes, problem } = item;
-            if (problem) {
-              await flagCorrupted(store, manifest, problem, log);
-              throw corrupted(manifest, problem);
+            if (stopped) throw new Error("download stopped");
+            if (at === to) {
+              current = (await chunks.next()).value;
+              if (stopped) throw new Error("download stopped");
+              if (!current) throw new Error("chunk list ended early");
+              if (current.problem) {
+                await flagCorrupted(store, manifest, current.problem, log);
+                throw corrupted(manifest, current.problem);
+              }
+              ({ at, to } = span(current));
             }
-            const data = bytes as Buffer;
-            const from = index === first ? start - index * chunkSize : 0;
-            const to = index === last ? end - index * chunkSize + 1 : data.length;
-            controller.enqueue(from === 0 && to === data.length ? data : data.subarray(from, to));
-            if (index === last) {
+            // Sent as copies of up to SEND_PIECE_BYTES: the chunk's (pooled) buffer never leaves
+            // this module, and each copy is garbage as soon as the socket has written it.
+            const item = current as CheckedChunk;
+            const n = Math.min(SEND_PIECE_BYTES, to - at);
+            const piece = Buffer.allocUnsafe(n);
+            (item.bytes as Buffer).copy(piece, 0, at, at + n);
+            at += n;
+            controller.enqueue(piece);
+            if (at === to && item.index === last) {
               controller.close();
-              release();
+              stop();
             }
           } catch (err) {
-            // Erroring the stream makes the HTTP server destroy the socket mid-body.
-            log.error(
-              { name, version: manifest.version, err: { message: (err as Error).message } },
-              "download cut short",
-            );
-            release();
-            void chunks.return(undefined);
+            // Erroring the stream makes the HTTP server destroy the socket mid-body. (After a
+            // stop the client is gone already: nothing to report.)
+            if (!stopped)
+              log.error(
+                { name, version: manifest.version, err: { message: (err as Error).message } },
+                "download cut short",
+              );
+            stop();
             throw err;
           }
         },
-        cancel() {
-          release();
-          void chunks.return(undefined);
-        },
+        cancel: stop,
       },
       // No queue of its own: readCheckedChunks already reads and hashes `parallelism` chunks ahead.
       { highWaterMark: 0 },
     );
-    const abort = () => {
-      release();
-      void chunks.return(undefined);
-    };
+    const abort = stop;
     return { manifest, status, headers, body, abort };
   } catch (err) {
     release();

@@ -14,9 +14,10 @@
 // script (readers see the old version or the new one, never a mixture). The old version's
 // chunks are deleted right away unless a download still holds a lease on them; then the last
 // such reader deletes them when it finishes (or the TTL does, if that reader died).
-import type { Redis } from "ioredis";
+import type { Writable } from "node:stream";
+import { Command, type Redis } from "ioredis";
 import { randomId } from "./ids.js";
-import { openSha1Session } from "./sha1-threads.js";
+import { acquireBuffer, openSha1Session, releaseBuffer } from "./sha1-threads.js";
 
 export type FileState = "pending" | "verified" | "corrupted";
 
@@ -83,12 +84,11 @@ export function fileNameProblem(name: string): string | undefined {
 export const chunkLength = (m: Pick<FileManifest, "size" | "chunkSize" | "chunks">, index: number): number =>
   index < m.chunks - 1 ? m.chunkSize : m.size - m.chunkSize * (m.chunks - 1);
 
-/** What is wrong with chunk `index` before hashing it (missing, wrong length), or undefined. */
-function chunkShapeProblem(m: FileManifest, index: number, bytes: Buffer | null): string | undefined {
-  if (bytes === null) return `chunk ${index} of ${m.chunks} is missing`;
+/** What is wrong with chunk `index`, stored with `length` bytes (0: missing), before hashing it. */
+function chunkShapeProblem(m: FileManifest, index: number, length: number): string | undefined {
+  if (length === 0) return `chunk ${index} of ${m.chunks} is missing`;
   const expected = chunkLength(m, index);
-  if (bytes.length !== expected)
-    return `chunk ${index} of ${m.chunks} has ${bytes.length} bytes, expected ${expected}`;
+  if (length !== expected) return `chunk ${index} of ${m.chunks} has ${length} bytes, expected ${expected}`;
   return undefined;
 }
 
@@ -227,6 +227,41 @@ local old = redis.call('HMGET', KEYS[1], 'version', 'chunks')
 redis.call('DEL', KEYS[1])
 return old`;
 
+/**
+ * A command whose Buffer arguments are written to the socket as they are. ioredis' own
+ * Command.toWritable first copies the whole command into one new buffer: for a chunk, a
+ * chunk-sized allocation per write, which V8 frees late and the allocator keeps (the API's RSS).
+ * Only for commands sent on their own with redis.sendCommand (not in a pipeline or MULTI, which
+ * need the command as one piece). Redis replies after it has read every byte, so a buffer may be
+ * reused once its command has settled.
+ */
+class UncopiedCommand extends Command {
+  override toWritable(socket: object): string {
+    const out = socket as Writable;
+    let pending = `*${this.args.length + 1}\r\n$${Buffer.byteLength(this.name)}\r\n${this.name}\r\n`;
+    for (const arg of this.args) {
+      if (Buffer.isBuffer(arg) && arg.length > 0) {
+        out.write(`${pending}$${arg.length}\r\n`);
+        out.write(arg);
+        pending = "\r\n";
+      } else {
+        const text = Buffer.isBuffer(arg) ? "" : String(arg);
+        pending += `$${Buffer.byteLength(text)}\r\n${text}\r\n`;
+      }
+    }
+    // ioredis writes what is returned, right after this.
+    return pending;
+  }
+}
+
+/**
+ * Chunks are read in pieces of this many bytes (GETRANGE): ioredis' reply parser returns a big
+ * reply as a slice of a pool three replies big, so whole 10 MB chunks kept up to 30 MB pools
+ * alive for as long as any chunk in them was; 1 MiB pieces keep pools of 3 MiB.
+ */
+export const READ_PIECE_BYTES = 1024 * 1024;
+const PIECES_IN_FLIGHT = 4;
+
 /** Escapes Redis glob characters, so a key prefix matches only itself in SCAN MATCH. */
 const globEscape = (s: string) => s.replace(/[*?[\]\\]/g, "\\$&");
 
@@ -250,12 +285,24 @@ export function createFileStore(redis: Redis, keyPrefix: string, settings: FileS
     keys,
     keyPrefix,
 
+    /** SET … PXAT; `bytes` go to the socket uncopied: reuse them only once this has settled. */
     writeChunk(version: string, index: number, bytes: Buffer, expiresAtMs: number): Promise<unknown> {
-      return redis.set(keys.chunk(version, index), bytes, "PXAT", expiresAtMs);
+      const command = new UncopiedCommand(
+        "set",
+        [keys.chunk(version, index), bytes, "PXAT", String(expiresAtMs)],
+        { keyPrefix: redis.options.keyPrefix, replyEncoding: "utf8" },
+      );
+      return redis.sendCommand(command) as Promise<unknown>;
     },
 
-    readChunk(version: string, index: number): Promise<Buffer | null> {
-      return redis.getBuffer(keys.chunk(version, index));
+    /** The stored length of a chunk: 0 when it is missing. */
+    chunkLength(version: string, index: number): Promise<number> {
+      return redis.strlen(keys.chunk(version, index));
+    },
+
+    /** Bytes `start`…`end` (inclusive) of a chunk: fewer if it is shorter, none if it is missing. */
+    readChunkPiece(version: string, index: number, start: number, end: number): Promise<Buffer> {
+      return redis.getrangeBuffer(keys.chunk(version, index), start, end);
     },
 
     /** Deletes chunks 0…count-1 of a version (UNLINK: the memory is freed off the main thread). */
@@ -367,7 +414,10 @@ export function createFileStore(redis: Redis, keyPrefix: string, settings: FileS
 
 export interface CheckedChunk {
   index: number;
-  /** The chunk's bytes; present unless a problem says it is missing. */
+  /**
+   * The chunk's bytes when it passed its checks, else null. Valid only until the consumer asks
+   * for the next chunk (or stops): the buffer is pooled and then reused.
+   */
   bytes: Buffer | null;
   /** What is wrong with it: missing, wrong length, wrong SHA-1, or (last chunk) a wrong whole-file SHA-1. */
   problem?: string;
@@ -375,35 +425,101 @@ export interface CheckedChunk {
 
 /**
  * Chunks `from`…`to` of a manifest's version, in order, each checked against its SHA-1 before
- * it is yielded. Up to `parallelism` chunks are read and hashed ahead of the consumer (hashing
- * on a worker thread, lib/sha1-threads.ts). With `whole`, the whole-file SHA-1 is checked too,
+ * it is yielded. Up to `parallelism` chunks are read and hashed ahead of the consumer: each
+ * chunk's length (STRLEN), then its bytes in pieces of READ_PIECE_BYTES (GETRANGE), each copied
+ * into the chunk's pooled shared buffer as it arrives and hashed there on a worker thread
+ * (lib/sha1-threads.ts). So every reply buffer dies young, and the chunk buffers are reused
+ * rather than left to the garbage collector. With `whole`, the whole-file SHA-1 is checked too,
  * before the last chunk is yielded, so a consumer never passes on a byte it has not checked.
  * A store error is thrown at its chunk's turn.
  */
 export async function* readCheckedChunks(
-  store: Pick<FileStore, "readChunk">,
+  store: Pick<FileStore, "chunkLength" | "readChunkPiece">,
   m: FileManifest,
   range: { from: number; to: number; whole: boolean; parallelism: number },
 ): AsyncGenerator<CheckedChunk> {
   const session = openSha1Session({ whole: range.whole });
   let finished = false;
-  // Chunks reach the hashing thread one after the other, in order: the whole-file SHA-1 needs it.
-  let previous: Promise<unknown> = Promise.resolve();
+  // Pieces reach the hashing thread one after the other, in file order: a chunk's SHA-1 and the
+  // whole file's need it. `fed` settles once the previous chunk's pieces have all been handed over.
+  let fed: Promise<unknown> = Promise.resolve();
+  // At most PIECES_IN_FLIGHT pieces requested at once, in order: the replies of `parallelism`
+  // chunks requested together arrive in one burst, and each reply allocates its bytes twice
+  // (socket reads, parser pool) before they are copied; spread out, that garbage dies young.
+  let piecesInFlight = 0;
+  const waiting: (() => void)[] = [];
+  const readPiece = (index: number, start: number, end: number): Promise<Buffer> => {
+    const run = () => {
+      piecesInFlight++;
+      return store.readChunkPiece(m.version, index, start, end).finally(() => {
+        piecesInFlight--;
+        waiting.shift()?.();
+      });
+    };
+    if (piecesInFlight < PIECES_IN_FLIGHT && waiting.length === 0) return run();
+    return new Promise<void>((resolve) => waiting.push(resolve)).then(run);
+  };
   const check = (index: number): Promise<CheckedChunk> => {
-    const read = store.readChunk(m.version, index);
-    const checked = Promise.all([read, previous]).then(async ([bytes]) => {
-      const shape = chunkShapeProblem(m, index, bytes);
-      if (shape) return { index, bytes, problem: shape };
-      const sha1 = await session.chunk(bytes as Buffer);
-      return { index, bytes, problem: hashProblem(m, index, sha1) };
+    const expected = chunkLength(m, index);
+    // Every command at once: they travel pipelined on the connection, replies in order.
+    const length = store.chunkLength(m.version, index);
+    const reads: Promise<Buffer>[] = [];
+    for (let at = 0; at < expected; at += READ_PIECE_BYTES)
+      reads.push(readPiece(index, at, Math.min(expected, at + READ_PIECE_BYTES) - 1));
+    // Awaited in turn below; until then (or if a problem ends the chunk early) a rejection is not "unhandled".
+    length.catch(() => {});
+    const turn = fed;
+    let handedOver = () => {};
+    fed = new Promise<void>((resolve) => {
+      handedOver = resolve;
     });
-    previous = checked.catch(() => {});
-    // Awaited at its turn; until then (or if the consumer stops early) a rejection is not "unhandled".
+    const bytes = acquireBuffer(expected);
+    // Each piece is copied into the chunk's buffer the moment it arrives, so that no reply buffer
+    // outlives a young-generation collection (old ones wait for a full one): pieces of chunks
+    // read ahead would otherwise sit in memory until their turn to be hashed.
+    const copied = reads.map((read, i) =>
+      read.then((piece) => {
+        const at = i * READ_PIECE_BYTES;
+        // The chunk went (or changed) between STRLEN and this GETRANGE.
+        if (piece.length !== Math.min(READ_PIECE_BYTES, expected - at)) return false;
+        piece.copy(bytes, at);
+        return true;
+      }),
+    );
+    for (const copy of copied) copy.catch(() => {});
+    const checked = (async (): Promise<CheckedChunk> => {
+      // The thread reads `bytes` until every piece handed to it is hashed.
+      const hashed: Promise<unknown>[] = [];
+      let passed = false;
+      try {
+        await turn;
+        const shape = chunkShapeProblem(m, index, await length);
+        if (shape) return { index, bytes: null, problem: shape };
+        for (const [i, copy] of copied.entries()) {
+          if (!(await copy))
+            return { index, bytes: null, problem: `chunk ${index} of ${m.chunks} changed while being read` };
+          const at = i * READ_PIECE_BYTES;
+          hashed.push(session.update(bytes.subarray(at, Math.min(expected, at + READ_PIECE_BYTES))));
+        }
+        const sha1 = session.chunkDigest();
+        hashed.push(sha1);
+        handedOver();
+        await Promise.all(hashed);
+        const problem = hashProblem(m, index, await sha1);
+        passed = problem === undefined;
+        return passed ? { index, bytes } : { index, bytes: null, problem };
+      } finally {
+        handedOver();
+        // Also after a failure: copies still arriving, and hashes under way, use the buffer.
+        if (!passed) void Promise.allSettled([...copied, ...hashed]).then(() => releaseBuffer(bytes));
+      }
+    })();
     checked.catch(() => {});
     return checked;
   };
   const window: Promise<CheckedChunk>[] = [];
   let next = range.from;
+  let lent: Buffer | null = null;
   try {
     while (next <= range.to || window.length > 0) {
       while (window.length < range.parallelism && next <= range.to) window.push(check(next++));
@@ -416,13 +532,31 @@ export async function* readCheckedChunks(
         finished = true;
         const sha1 = await session.finish();
         if (sha1 !== m.sha1) {
-          yield { ...item, problem: `whole-file SHA-1 is ${sha1}, expected ${m.sha1}` };
+          if (item.bytes) releaseBuffer(item.bytes);
+          yield {
+            index: item.index,
+            bytes: null,
+            problem: `whole-file SHA-1 is ${sha1}, expected ${m.sha1}`,
+          };
           return;
         }
       }
+      lent = item.bytes;
       yield item;
+      // The consumer is done with it.
+      if (lent) releaseBuffer(lent);
+      lent = null;
     }
   } finally {
+    if (lent) releaseBuffer(lent);
+    // Chunks read ahead that nobody will consume give their buffers back once settled.
+    for (const ahead of window)
+      ahead.then(
+        (item) => {
+          if (item.bytes) releaseBuffer(item.bytes);
+        },
+        () => {},
+      );
     if (!finished) session.drop();
   }
 }

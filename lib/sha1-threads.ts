@@ -17,22 +17,34 @@ import { Worker } from "node:worker_threads";
 const THREAD_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
+// session -> { chunk: the running SHA-1 of the current chunk, whole: the whole file's (if kept) }
 const sessions = new Map();
+const stateOf = (m) => {
+  let s = sessions.get(m.session);
+  if (!s) sessions.set(m.session, (s = { chunk: undefined, whole: undefined }));
+  return s;
+};
 parentPort.on("message", (m) => {
   try {
-    if (m.op === "chunk") {
+    if (m.op === "chunk" || m.op === "update") {
       const bytes = new Uint8Array(m.buffer, m.offset, m.length);
-      const digest = createHash("sha1").update(bytes).digest("hex");
-      if (m.whole) {
-        let whole = sessions.get(m.session);
-        if (!whole) sessions.set(m.session, (whole = createHash("sha1")));
-        whole.update(bytes);
+      const s = stateOf(m);
+      if (m.whole) (s.whole ||= createHash("sha1")).update(bytes);
+      if (m.op === "update") {
+        (s.chunk ||= createHash("sha1")).update(bytes);
+        parentPort.postMessage({ id: m.id });
+      } else {
+        parentPort.postMessage({ id: m.id, digest: createHash("sha1").update(bytes).digest("hex") });
       }
+    } else if (m.op === "digest") {
+      const s = stateOf(m);
+      const digest = (s.chunk || createHash("sha1")).digest("hex");
+      s.chunk = undefined;
       parentPort.postMessage({ id: m.id, digest });
     } else if (m.op === "finish") {
-      const whole = sessions.get(m.session);
+      const s = stateOf(m);
       sessions.delete(m.session);
-      parentPort.postMessage({ id: m.id, digest: (whole || createHash("sha1")).digest("hex") });
+      parentPort.postMessage({ id: m.id, digest: (s.whole || createHash("sha1")).digest("hex") });
     } else if (m.op === "drop") {
       sessions.delete(m.session);
     }
@@ -126,6 +138,13 @@ export function releaseBuffer(buffer: Buffer): void {
 export interface Sha1Session {
   /** The chunk's SHA-1, also fed to the whole-file SHA-1 when the session keeps one. Chunks in order. */
   chunk(bytes: Buffer): Promise<string>;
+  /**
+   * Feeds the next piece of the current chunk (and of the whole file, when the session keeps
+   * it); chunkDigest() ends the chunk. Pieces in order. Resolves once the piece is hashed.
+   */
+  update(bytes: Buffer): Promise<void>;
+  /** The SHA-1 of the pieces fed since the last chunk ended; starts the next chunk. */
+  chunkDigest(): Promise<string>;
   /** The whole file's SHA-1; ends the session. */
   finish(): Promise<string>;
   /** Ends the session without a digest (a failed transfer). */
@@ -137,27 +156,38 @@ export function openSha1Session(opts: { whole: boolean }): Sha1Session {
   const thread = pickThread();
   const session = nextSession++;
   let dropped = false;
+  /** Sends `bytes` to the thread in place (shared) or copied into a pooled shared buffer. */
+  const send = async (op: "chunk" | "update", bytes: Buffer): Promise<Reply> => {
+    const shared = bytes.buffer instanceof SharedArrayBuffer;
+    const view = shared ? bytes : acquireBuffer(bytes.length);
+    if (!shared) bytes.copy(view);
+    try {
+      return await call(thread, {
+        op,
+        session,
+        whole: opts.whole,
+        buffer: view.buffer,
+        offset: view.byteOffset,
+        length: view.byteLength,
+      });
+    } finally {
+      if (!shared) releaseBuffer(view);
+    }
+  };
   return {
     async chunk(bytes) {
       // After a drop, chunks the caller had already queued are not hashed (nor would they
       // restart the whole-file state on the thread).
       if (dropped) return "";
-      const shared = bytes.buffer instanceof SharedArrayBuffer;
-      const view = shared ? bytes : acquireBuffer(bytes.length);
-      if (!shared) bytes.copy(view);
-      try {
-        const reply = await call(thread, {
-          op: "chunk",
-          session,
-          whole: opts.whole,
-          buffer: view.buffer,
-          offset: view.byteOffset,
-          length: view.byteLength,
-        });
-        return reply.digest ?? "";
-      } finally {
-        if (!shared) releaseBuffer(view);
-      }
+      return (await send("chunk", bytes)).digest ?? "";
+    },
+    async update(bytes) {
+      if (dropped) return;
+      await send("update", bytes);
+    },
+    async chunkDigest() {
+      if (dropped) return "";
+      return (await call(thread, { op: "digest", session })).digest ?? "";
     },
     async finish() {
       return (await call(thread, { op: "finish", session })).digest ?? "";
