@@ -3,6 +3,7 @@
 import { z } from "zod";
 import type { AlertFilters } from "../db/queries/alerts.js";
 import { ALERT_STATUSES } from "../db/schema/alerts.js";
+import { hasNoNul, isStorableInstant } from "../lib/fields.js";
 
 const PAGE_SIZE_VALUES = ["25", "50", "100"] as const;
 export const PAGE_SIZES: readonly number[] = PAGE_SIZE_VALUES.map(Number);
@@ -13,6 +14,7 @@ const optionalText = z
   .string()
   .trim()
   .max(512)
+  .refine(hasNoNul, "must not contain NUL characters")
   .optional()
   .transform((v) => (v ? v : undefined));
 
@@ -27,7 +29,7 @@ const optionalInstant = optionalText.transform((v, ctx) => {
     : isoWithOffset.safeParse(v).success
       ? new Date(v)
       : undefined;
-  if (parsed === undefined || Number.isNaN(parsed.getTime())) {
+  if (parsed === undefined || !isStorableInstant(parsed)) {
     ctx.addIssue({ code: "custom", message: "must be a date and time, e.g. 2026-11-21T11:00 (UTC)" });
     return z.NEVER;
   }

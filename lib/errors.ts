@@ -92,3 +92,12 @@ export function isDependencyDown(err: unknown): boolean {
   const cause = (err as { cause?: unknown }).cause;
   return cause !== undefined && cause !== err && isDependencyDown(cause);
 }
+
+/**
+ * True for a Postgres error that no retry can fix: SQLSTATE class 22 (data exception) or 23
+ * (integrity constraint violation).
+ */
+export function isInvalidData(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
+}

@@ -1,19 +1,21 @@
-// Contract of the `alert-ingestion` queue: one `alerts.ingest` job per event the emitter sent.
+// Contract of the `alert-ingestion` queue: `alerts.ingest` carries one event the emitter sent,
+// `alerts.ingest-batch` the events the API received at about the same moment.
 import { z } from "zod";
+import { pgInstant, pgText } from "../lib/fields.js";
 import { baseJobOptions, defineQueue } from "./contract.js";
 
-const isoTimestamp = z.iso.datetime({ offset: true, message: "must be an ISO-8601 timestamp" });
+const isoTimestamp = pgInstant();
 export const alertEventSchema = z.object({
   type: z.enum(["ALERT_CREATED", "ALERT_CHANGED"]),
   alert: z.object({
-    alertId: z.string().min(1).max(256),
-    name: z.string().max(1024),
+    alertId: pgText().min(1).max(256),
+    name: pgText().max(1024),
     status: z.enum(["TRIGGERED", "ACKNOWLEDGED", "RESOLVED"]),
     responder: z
-      .object({ userId: z.string().max(256).optional(), name: z.string().max(512).optional() })
+      .object({ userId: pgText().max(256).optional(), name: pgText().max(512).optional() })
       .optional(),
     service: z
-      .object({ serviceId: z.string().max(256).optional(), name: z.string().max(512).optional() })
+      .object({ serviceId: pgText().max(256).optional(), name: pgText().max(512).optional() })
       .optional(),
     triggeredOn: isoTimestamp,
     acknowledgedOn: isoTimestamp.optional(),
@@ -34,7 +36,8 @@ export const alertIngestionQueue = defineQueue({
   jobs: { "alerts.ingest": alertEventSchema, "alerts.ingest-batch": alertEventBatchSchema },
   defaultJobOptions: {
     ...baseJobOptions,
-    // ~4.5 h of retries: an acknowledged event survives a long Postgres outage.
+    // An unreachable Postgres does not spend attempts (workers/runtime.ts delays the job until it
+    // is back); these are for other failures, about 2 h of them.
     attempts: 15,
     backoff: { type: "exponential", delay: 500, jitter: 0.5 },
     // High volume: keep fewer finished jobs; the alert itself lives in Postgres.

@@ -1,12 +1,11 @@
 // `encryption`: each `secrets.store` job opens its sealed payload, encrypts the value under the
 // client's key (lib/crypto.ts record format) and upserts it, last write wins by seq. Concurrent
 // jobs are written to Postgres together (group commit), and a finished job keeps no secret.
-import { DelayedError, type Job, UnrecoverableError } from "bullmq";
+import { type Job, UnrecoverableError } from "bullmq";
 import { type SecretWrite, upsertSecrets } from "../db/queries/secrets.js";
 import { createBatcher } from "../lib/batcher.js";
 import { CryptoError, encryptRecord, open } from "../lib/crypto.js";
 import { isDependencyDown } from "../lib/errors.js";
-import type { Logger } from "../lib/logger.js";
 import { createSecretsKeys, type SecretsKeys } from "../lib/secrets-keys.js";
 import {
   encryptionQueue,
@@ -18,15 +17,6 @@ import {
 import { jobPayload, type ProcessorFactory, unrecoverable } from "./runtime.js";
 
 const MAX_BATCH = 256;
-const OUTAGE_DELAY_MS = 500;
-const OUTAGE_DELAY_MAX_MS = 30_000;
-
-/** Capped exponential delay with jitter for a job that found Postgres unreachable. */
-export const outageDelayMs = (tries: number): number => {
-  const base = Math.min(OUTAGE_DELAY_MAX_MS, OUTAGE_DELAY_MS * 2 ** Math.min(Math.max(tries - 1, 0), 16));
-  return Math.round(base * (0.5 + Math.random() * 0.5));
-};
-
 export const encryptionProcessor: ProcessorFactory = ({ config, database }) => {
   const batcher = createBatcher<SecretWrite>({
     maxBatch: MAX_BATCH,
@@ -55,32 +45,18 @@ export const encryptionProcessor: ProcessorFactory = ({ config, database }) => {
     return parsed.data;
   }
 
-  async function store(job: Job, payload: SecretStorePayload & { sealed: string }, log: Logger) {
+  async function store(job: Job, payload: SecretStorePayload & { sealed: string }) {
     const sealed = openStore(payload);
     const master = await (keys as SecretsKeys).masterKey(sealed.key);
     const ciphertext = encryptRecord(master, sealed.id, Buffer.from(sealed.value, "utf8"));
-    try {
-      await batcher.add({ id: sealed.id, ciphertext, seq: sealed.seq });
-    } catch (err) {
-      // Postgres unreachable: wait without spending an attempt, however long the outage lasts,
-      // so a store acknowledged with 202 lands once Postgres is back.
-      if (isDependencyDown(err) && job.token) {
-        const delayMs = outageDelayMs(job.attemptsStarted);
-        log.warn(
-          { delayMs, err: { message: (err as Error).message, code: (err as { code?: string }).code } },
-          "postgres unreachable; store delayed",
-        );
-        await job.moveToDelayed(Date.now() + delayMs, job.token);
-        throw new DelayedError();
-      }
-      throw err;
-    }
+    // Postgres unreachable: the runtime delays the job without spending an attempt.
+    await batcher.add({ id: sealed.id, ciphertext, seq: sealed.seq });
     await job.updateData({ id: sealed.id, redacted: "stored" } satisfies SecretStorePayload);
     return { id: sealed.id, stored: true };
   }
 
   return {
-    async handle(job: Job, log: Logger) {
+    async handle(job: Job) {
       const payload = jobPayload(encryptionQueue, "secrets.store", job);
       const { sealed } = payload;
       if (sealed === undefined) {
@@ -89,9 +65,10 @@ export const encryptionProcessor: ProcessorFactory = ({ config, database }) => {
         unrecoverable(new Error("the sealed payload was discarded when the job failed"));
       }
       try {
-        return await store(job, { ...payload, sealed }, log);
+        return await store(job, { ...payload, sealed });
       } catch (err) {
-        if (err instanceof DelayedError) throw err;
+        // An outage is no failure: the runtime delays the job, which must keep its sealed payload.
+        if (isDependencyDown(err)) throw err;
         const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
         // A failed job is kept for days: it keeps the id, not the sealed key and value.
         if (final)

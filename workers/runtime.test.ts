@@ -124,6 +124,40 @@ describe("retries", () => {
   });
 });
 
+describe("alert batches", () => {
+  it("writes the events of a batch that Postgres accepts, and fails only for the one it refuses", async () => {
+    const t = await createTestContext();
+    cleanups.push(() => t.close());
+    // A constraint of this test database's own stands in for any value Postgres refuses.
+    await t.deps.database.sql`alter table alerts add constraint test_no_poison check (name <> 'poison')`;
+    t.startWorkers();
+    const queue = t.deps.queues.get("alert-ingestion");
+    const alert = (alertId: string, name: string) => ({
+      type: "ALERT_CREATED" as const,
+      alert: { alertId, name, status: "TRIGGERED" as const, triggeredOn: "2026-11-21T11:00:00.000Z" },
+    });
+    const good = [randomUUID(), randomUUID(), randomUUID()];
+    const poisonId = randomUUID();
+    const contract = queueContracts["alert-ingestion"];
+    const batch = await enqueue(queue, contract, "alerts.ingest-batch", {
+      events: [
+        alert(good[0] ?? "", "ok"),
+        alert(poisonId, "poison"),
+        alert(good[1] ?? "", "ok"),
+        alert(good[2] ?? "", "ok"),
+      ],
+    });
+    const job = await settled(queue, batch.id);
+    expect(await job.getState()).toBe("failed");
+    expect(job.attemptsMade).toBe(1);
+    expect(job.failedReason).toContain(poisonId);
+    const rows = await t.deps.database.sql<
+      { alert_id: string }[]
+    >`select alert_id from alerts order by alert_id`;
+    expect(rows.map((r) => r.alert_id)).toEqual([...good].sort());
+  });
+});
+
 describe("per-job logger", () => {
   it("carries queue, job name, job id and attempt on every line the processor logs", async () => {
     const { stream, lines } = captureLogs();

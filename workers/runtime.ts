@@ -2,10 +2,11 @@
 // that lets active jobs finish. The deadline lives in lib/shutdown.ts, because
 // worker.close() has none and hangs while Redis is unreachable.
 import { hostname } from "node:os";
-import { type Job, UnrecoverableError, WaitingError, Worker } from "bullmq";
+import { DelayedError, type Job, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Database } from "../db/client.js";
 import type { WorkerConfig } from "../lib/config.js";
+import { isDependencyDown } from "../lib/errors.js";
 import type { Logger } from "../lib/logger.js";
 import { createRedis } from "../lib/redis.js";
 import { type JobName, type JobPayload, parseJobData, type QueueContract } from "../queues/contract.js";
@@ -53,6 +54,15 @@ export function selectServices(
   }));
 }
 
+const OUTAGE_DELAY_MS = 500;
+const OUTAGE_DELAY_MAX_MS = 30_000;
+
+/** Capped exponential delay with jitter for a job that found a backing service unreachable. */
+export const outageDelayMs = (tries: number): number => {
+  const base = Math.min(OUTAGE_DELAY_MAX_MS, OUTAGE_DELAY_MS * 2 ** Math.min(Math.max(tries - 1, 0), 16));
+  return Math.round(base * (0.5 + Math.random() * 0.5));
+};
+
 export function startWorkers(opts: {
   config: Pick<WorkerConfig, "REDIS_URL" | "QUEUE_PREFIX">;
   logger: Logger;
@@ -75,7 +85,22 @@ export function startWorkers(opts: {
           throw new WaitingError();
         }
         const log = logger.child({ queue, jobName: job.name, jobId: job.id, attempt: job.attemptsMade + 1 });
-        return processor.handle(job, log);
+        try {
+          return await processor.handle(job, log);
+        } catch (err) {
+          // Postgres (or Redis) unreachable: wait without spending an attempt, however long the
+          // outage lasts, so work acknowledged with a 202 lands once it is back.
+          if (token && isDependencyDown(err)) {
+            const delayMs = outageDelayMs(job.attemptsStarted);
+            log.warn(
+              { delayMs, err: { message: (err as Error).message } },
+              "backing service unreachable; job delayed",
+            );
+            await job.moveToDelayed(Date.now() + delayMs, token);
+            throw new DelayedError();
+          }
+          throw err;
+        }
       },
       {
         connection,

@@ -198,6 +198,19 @@ describe("POST /v1/alerts/events", () => {
       "VALIDATION_FAILED",
     ],
     ["an unknown status", event("ALERT_CREATED", { alertId: "x", status: "OPEN" }), 400, "VALIDATION_FAILED"],
+    // Postgres cannot store these: refused at the edge, so they never reach (and sink) a batch.
+    [
+      "a NUL character in a name",
+      event("ALERT_CREATED", { alertId: "x", name: "a\u0000b" }),
+      400,
+      "VALIDATION_FAILED",
+    ],
+    [
+      "year 0000",
+      event("ALERT_CREATED", { alertId: "x", triggeredOn: "0000-01-01T00:00:00Z" }),
+      400,
+      "VALIDATION_FAILED",
+    ],
     [
       "a body over the limit",
       event("ALERT_CREATED", { alertId: "x", name: "n".repeat(2 * 1024 * 1024) }),
@@ -381,11 +394,15 @@ describe("GET /v1/alerts and /v1/alerts/stats", () => {
       "limit=9999",
       "cursor=bogus",
       "groupBy=team",
+      "from=0000-01-01T00:00:00Z",
+      "name=a%00b",
+      "service=%00",
     ]) {
       const res = await t.app.request(`/v1/alerts${q.startsWith("groupBy") ? "/stats" : ""}?${q}`);
       expect(res.status, q).toBe(400);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("VALIDATION_FAILED");
     }
+    expect((await t.app.request("/v1/alerts/a%00b")).status).toBe(400);
     const missing = await t.app.request(`/v1/alerts/${randomUUID()}`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe("NOT_FOUND");

@@ -13,7 +13,7 @@ import {
 import { ALERT_STATUSES } from "../../db/schema/alerts.js";
 import { type Batcher, createBatcher } from "../../lib/batcher.js";
 import { AppError } from "../../lib/errors.js";
-import { randomId } from "../../lib/ids.js";
+import { pgInstant, pgText } from "../../lib/fields.js";
 import { secureEqual } from "../../lib/secure-compare.js";
 import {
   ALERT_EVENTS_PER_JOB,
@@ -21,18 +21,19 @@ import {
   alertEventSchema,
   alertIngestionQueue,
 } from "../../queues/alert-ingestion.js";
+import { enqueue } from "../../queues/contract.js";
 import type { AppEnv } from "../context.js";
 import { serviceUnavailable } from "../errors.js";
 import { statusUrl, submitJob } from "../jobs.js";
 import { errorResponses, jobSubmissionHeaders, jobSubmissionResponses, validationHook } from "../openapi.js";
 
 const filterQuery = {
-  name: z.string().min(1).optional().openapi({ description: "Exact alert name" }),
-  service: z.string().min(1).optional().openapi({ description: "Exact service name" }),
-  responder: z.string().min(1).optional().openapi({ description: "Exact responder name" }),
+  name: pgText().min(1).optional().openapi({ description: "Exact alert name" }),
+  service: pgText().min(1).optional().openapi({ description: "Exact service name" }),
+  responder: pgText().min(1).optional().openapi({ description: "Exact responder name" }),
   status: z.enum(ALERT_STATUSES).optional().openapi({ description: "Current (derived) status" }),
-  from: z.iso.datetime({ offset: true }).optional().openapi({ description: "triggeredOn ≥ from (ISO-8601)" }),
-  to: z.iso.datetime({ offset: true }).optional().openapi({ description: "triggeredOn ≤ to (ISO-8601)" }),
+  from: pgInstant().optional().openapi({ description: "triggeredOn ≥ from (ISO-8601)" }),
+  to: pgInstant().optional().openapi({ description: "triggeredOn ≤ to (ISO-8601)" }),
 };
 
 const filtersOf = (q: { [K in keyof typeof filterQuery]?: string }): AlertFilters => ({
@@ -147,7 +148,7 @@ const getRoute = createRoute({
   path: "/v1/alerts/{alertId}",
   tags: ["alerts"],
   summary: "One alert by id",
-  request: { params: z.object({ alertId: z.string().min(1).max(256) }) },
+  request: { params: z.object({ alertId: pgText().min(1).max(256) }) },
   responses: {
     200: { description: "The alert", content: { "application/json": { schema: alertSchema } } },
     ...errorResponses(404),
@@ -184,9 +185,10 @@ function eventBatcher(queue: Queue): Batcher<PendingEvent> {
       maxBatch: ALERT_EVENTS_PER_JOB,
       maxInFlight: 4,
       flush: async (items) => {
-        const jobId = randomId();
-        await queue.add("alerts.ingest-batch", { events: items.map((i) => i.event) }, { jobId });
-        for (const item of items) item.jobId = jobId;
+        const job = await enqueue(queue, alertIngestionQueue, "alerts.ingest-batch", {
+          events: items.map((i) => i.event),
+        });
+        for (const item of items) item.jobId = job.id ?? "";
       },
     });
     eventBatchers.set(queue, batcher);
