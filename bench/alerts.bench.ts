@@ -17,14 +17,13 @@
 // is an acknowledged event whose effect is missing once the queue has drained.
 //
 // Prints figures only; the exit status is nonzero when an acknowledged event was lost.
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
-import { type AddressInfo, createServer, connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
@@ -32,8 +31,30 @@ import postgres from "postgres";
 import { loadTestEnv } from "../lib/config.js";
 import { randomId } from "../lib/ids.js";
 import { type AlertEvent, alertIngestionQueue } from "../queues/alert-ingestion.js";
+import {
+  CLOCK_TICKS,
+  cleanups,
+  createDatabase,
+  fmt,
+  freePort,
+  intArg,
+  machineTicks,
+  note,
+  out,
+  percentile,
+  processTicks,
+  ROOT,
+  redisDeletingKeysAtCleanup,
+  redisServerPid,
+  removeLogsAtCleanup,
+  cleanup as runCleanups,
+  sleep,
+  startChild,
+  unlessExits,
+  waitFor,
+  waitUntilReady,
+} from "./support.js";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const QUEUE = alertIngestionQueue.name;
 const TARGET = { eventsPerSecond: 5_000, p99Ms: 20 };
 
@@ -88,15 +109,6 @@ Servers: TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
   process.exit(0);
 }
 
-function intArg(name: string, raw: string | undefined, min: number): number {
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) {
-    process.stderr.write(`--${name} must be an integer ≥ ${min} (got ${raw})\n`);
-    process.exit(2);
-  }
-  return value;
-}
-
 const opts = {
   seconds: intArg("seconds", args.seconds, 1),
   connections: intArg("connections", args.connections, 1),
@@ -129,19 +141,7 @@ opts.ceilingConcurrency =
 
 // ---------------------------------------------------------------- small helpers
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const wallNow = () => performance.timeOrigin + performance.now();
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-const out = (line = "") => process.stdout.write(`${line}\n`);
-const note = (line: string) => process.stderr.write(`· ${line}\n`);
-
-/** Nearest-rank percentile of an ascending array. */
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] ?? Number.NaN;
-}
 
 /** mulberry32: a small seeded generator, so a run's event stream can be replayed. */
 function rng(seed: number): () => number {
@@ -154,23 +154,6 @@ function rng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-const withDatabase = (serverUrl: string, name: string) => {
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-};
 
 // ---------------------------------------------------------------- the event generator
 
@@ -587,18 +570,6 @@ async function runLoad(opts: {
 
 // ---------------------------------------------------------------- CPU accounting (Linux /proc)
 
-const CLOCK_TICKS = 100;
-
-function processTicks(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]); // utime + stime
-  } catch {
-    return Number.NaN;
-  }
-}
-
 function postgresTicks(): number {
   let total = 0;
   for (const entry of readdirSync("/proc")) {
@@ -612,18 +583,6 @@ function postgresTicks(): number {
     if (!Number.isNaN(ticks)) total += ticks;
   }
   return total;
-}
-
-function machineTicks(): { busy: number; total: number } {
-  try {
-    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
-    const v = line.trim().split(/\s+/).slice(1).map(Number);
-    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-    const idle = (v[3] ?? 0) + (v[4] ?? 0);
-    return { busy: total - idle, total };
-  } catch {
-    return { busy: Number.NaN, total: Number.NaN };
-  }
 }
 
 type CpuSample = { at: number; procs: Record<string, number>; machine: { busy: number; total: number } };
@@ -665,25 +624,14 @@ function cpuLines(a: CpuSample, b: CpuSample, events?: number, unit = "event"): 
   return lines;
 }
 
-// ---------------------------------------------------------------- processes and cleanup
+// ---------------------------------------------------------------- cleanup
 
-const cleanups: { name: string; run: () => Promise<unknown> }[] = [];
-let cleaningUp: Promise<void> | undefined;
 /** Set when cleaning up starts: the load stops. */
 let stopping = false;
 
 function cleanup(): Promise<void> {
   stopping = true;
-  cleaningUp ??= (async () => {
-    for (const { name, run } of cleanups.splice(0).reverse()) {
-      try {
-        await run();
-      } catch (err) {
-        process.stderr.write(`cleanup ${name} failed: ${(err as Error).message}\n`);
-      }
-    }
-  })();
-  return cleaningUp;
+  return runCleanups();
 }
 
 // One Ctrl-C can arrive several times (the terminal signals the whole process group, and tsx and
@@ -698,85 +646,6 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
       void cleanup().finally(() => process.exit(130));
     } else if (Date.now() - signalledAt > 2_000) process.exit(130);
   });
-
-interface Child {
-  name: string;
-  proc: ChildProcess;
-  logFile: string;
-  exited: Promise<number | null>;
-  stop(): Promise<void>;
-}
-
-function tail(file: string, lines = 20): string {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-/** A child process whose output goes to a log file, killed (gracefully, then not) at cleanup. */
-function startChild(name: string, entry: string, env: NodeJS.ProcessEnv, logDir: string): Child {
-  const logFile = path.join(logDir, `${name}.log`);
-  const fd = openSync(logFile, "a");
-  const nodeArgs = ["--import", "tsx", "--import", "./bench/parent-guard.ts"];
-  // One directory per child: the tsx loader thread writes a profile of its own next to the main one.
-  if (opts.cpuProf) nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${path.join(opts.cpuProf, name)}`);
-  const proc = spawn(process.execPath, [...nodeArgs, entry], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", fd, fd, "ipc"],
-  });
-  closeSync(fd);
-  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
-  const child: Child = {
-    name,
-    proc,
-    logFile,
-    exited,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill("SIGTERM");
-      const done = await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)]);
-      if (!done) {
-        proc.kill("SIGKILL");
-        await exited;
-      }
-    },
-  };
-  cleanups.push({ name: `stop ${name}`, run: () => child.stop() });
-  return child;
-}
-
-/** Rejects when the child exits before `promise` settles. */
-async function unlessExits<T>(child: Child, promise: Promise<T>): Promise<T> {
-  return Promise.race([
-    promise,
-    child.exited.then((code) => {
-      throw new Error(`${child.name} exited (code ${code}) early; log tail:\n${tail(child.logFile)}`);
-    }),
-  ]);
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check().catch(() => false)) return;
-    await sleep(50);
-  }
-  throw new Error(`${what}: not ready after ${timeoutMs} ms`);
-}
-
-async function deleteKeys(redis: Redis, pattern: string): Promise<number> {
-  let cursor = "0";
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.unlink(...keys);
-  } while (cursor !== "0");
-  return deleted;
-}
 
 // ---------------------------------------------------------------- the end-to-end phase
 
@@ -1017,33 +886,10 @@ async function main(): Promise<number> {
   );
 
   // Database, Redis, cleanup of both.
-  const admin = postgres(env.TEST_PG_URL, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${dbName}`);
-  cleanups.push({
-    name: "drop database",
-    run: async () => {
-      await admin.unsafe(`drop database if exists ${dbName} with (force)`);
-      await admin.end({ timeout: 5 });
-    },
-  });
-  const redis = new Redis(env.TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
-  cleanups.push({
-    name: "delete queue keys",
-    run: async () => {
-      const deleted = await deleteKeys(redis, `${prefix}*`);
-      note(`deleted ${deleted} Redis keys under ${prefix}*`);
-      redis.disconnect();
-    },
-  });
-  cleanups.push({
-    name: "logs",
-    run: async () => {
-      if (opts.keepLogs) note(`logs kept in ${logDir}`);
-      else rmSync(logDir, { recursive: true, force: true });
-    },
-  });
-  const redisPid = Number(/process_id:(\d+)/.exec(await redis.info("server"))?.[1]) || undefined;
-  const dbUrl = withDatabase(env.TEST_PG_URL, dbName);
+  const dbUrl = await createDatabase(env.TEST_PG_URL, dbName);
+  const redis = redisDeletingKeysAtCleanup(env.TEST_REDIS_URL, prefix);
+  removeLogsAtCleanup(logDir, opts.keepLogs);
+  const redisPid = await redisServerPid(redis);
 
   // Children: the API first (it migrates), then the worker.
   const port = await freePort();
@@ -1064,11 +910,9 @@ async function main(): Promise<number> {
     "api/server.ts",
     { ...childEnv, PORT: String(port), HOST: "127.0.0.1" },
     logDir,
+    { cpuProfDir: opts.cpuProf },
   );
-  await unlessExits(
-    api,
-    waitFor("api", async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, 60_000),
-  );
+  await waitUntilReady(api, port);
   const worker = startChild(
     "worker",
     "workers/main.ts",
@@ -1079,6 +923,7 @@ async function main(): Promise<number> {
       ...(opts.batchMax ? { ALERTS_BATCH_MAX: String(opts.batchMax) } : {}),
     },
     logDir,
+    { cpuProfDir: opts.cpuProf },
   );
   const probe = new Queue(QUEUE, { connection: redis, prefix });
   await unlessExits(

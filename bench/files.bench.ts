@@ -11,19 +11,36 @@
 // The file's bytes are generated on the fly (a random template, stamped with the piece number),
 // never held whole in memory nor written to disk. Every key is deleted at the end, also on Ctrl-C.
 // Prints figures only; the exit status is nonzero when the round trip did not return the bytes sent.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
-import { type AddressInfo, createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { loadTestEnv } from "../lib/config.js";
+import {
+  type Child,
+  CLOCK_TICKS,
+  cleanup,
+  cpuProfArgs,
+  fmt,
+  freePort,
+  intArg,
+  machineTicks,
+  note,
+  out,
+  processTicks,
+  ROOT,
+  redisDeletingKeysAtCleanup,
+  redisServerPid,
+  removeLogsAtCleanup,
+  startChild,
+  TSX_WITH_PARENT_GUARD,
+  waitFor,
+} from "./support.js";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MB = 1e6;
 const MIB = 1024 * 1024;
 const TARGET_MB_S = 300;
@@ -66,18 +83,10 @@ Servers: TEST_REDIS_URL (default redis://127.0.0.1:6379; the file store too),
   process.exit(0);
 }
 
-const int = (name: string, raw: string | undefined, min: number) => {
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min) {
-    process.stderr.write(`--${name} must be an integer ≥ ${min} (got ${raw})\n`);
-    process.exit(2);
-  }
-  return v;
-};
 const opts = {
-  size: int("size-mib", args["size-mib"], 1) * MIB,
-  chunkSize: int("chunk-size", args["chunk-size"], 1024),
-  parallelism: int("parallelism", args.parallelism, 1),
+  size: intArg("size-mib", args["size-mib"], 1) * MIB,
+  chunkSize: intArg("chunk-size", args["chunk-size"], 1024),
+  parallelism: intArg("parallelism", args.parallelism, 1),
   ceiling: !args["no-ceiling"],
   keepLogs: args["keep-logs"] ?? false,
   cpuProf: args["cpu-prof"] === undefined ? undefined : path.resolve(args["cpu-prof"]),
@@ -86,11 +95,6 @@ const opts = {
   tsx: args.tsx ?? false,
 };
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const out = (line = "") => process.stdout.write(`${line}\n`);
-const note = (line: string) => process.stderr.write(`· ${line}\n`);
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const mbps = (bytes: number, ms: number) => bytes / MB / (ms / 1000);
 /** Marks the start of a phase in the --mem-trace file. */
 const markPhase = (phase: string) => {
@@ -128,22 +132,6 @@ function* fileStream(size: number, piece = PIECE): Generator<Buffer> {
 
 // ---------------------------------------------------------------- processes
 
-interface Child {
-  proc: ChildProcess;
-  pid: number;
-  stop(): Promise<void>;
-}
-
-const cleanups: { name: string; run: () => Promise<void> }[] = [];
-async function cleanup() {
-  for (const c of cleanups.reverse().splice(0)) {
-    try {
-      await c.run();
-    } catch (err) {
-      note(`cleanup "${c.name}" failed: ${(err as Error).message}`);
-    }
-  }
-}
 let interrupted = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
@@ -153,38 +141,15 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-function startChild(name: string, entry: string, env: NodeJS.ProcessEnv, logDir: string): Child {
-  const fd = openSync(path.join(logDir, `${name}.log`), "a");
+/** The API or the worker, with --cpu-prof, --mem-trace and --api-node-options applied. */
+function launch(name: string, entry: string, env: NodeJS.ProcessEnv, logDir: string): Child {
   // Compiled entries get bench/parent-guard.ts's two lines inline: loading tsx for them alone
   // would add its memory to the RSS being measured.
-  const nodeArgs = entry.endsWith(".js")
-    ? ["--import", PARENT_GUARD_INLINE]
-    : ["--import", "tsx", "--import", "./bench/parent-guard.ts"];
-  if (opts.cpuProf) nodeArgs.push("--cpu-prof", `--cpu-prof-dir=${path.join(opts.cpuProf, name)}`);
+  const nodeArgs = entry.endsWith(".js") ? ["--import", PARENT_GUARD_INLINE] : [...TSX_WITH_PARENT_GUARD];
+  nodeArgs.push(...cpuProfArgs(opts.cpuProf, name));
   if (opts.memTrace && name === "api") nodeArgs.push("--import", memTraceInline(opts.memTrace));
   if (name === "api") nodeArgs.push(...opts.apiNodeOptions);
-  const proc = spawn(process.execPath, [...nodeArgs, entry], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", fd, fd, "ipc"],
-  });
-  closeSync(fd);
-  if (proc.pid === undefined) throw new Error(`could not start ${entry}`);
-  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
-  const child: Child = {
-    proc,
-    pid: proc.pid,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill("SIGTERM");
-      if (!(await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]))) {
-        proc.kill("SIGKILL");
-        await exited;
-      }
-    },
-  };
-  cleanups.push({ name: `stop ${name}`, run: () => child.stop() });
-  return child;
+  return startChild(name, entry, env, logDir, { nodeArgs, stopTimeoutMs: 15_000 });
 }
 
 const PARENT_GUARD_INLINE =
@@ -227,26 +192,6 @@ function compile(): string {
   return outDir;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await sleep(100);
-  }
-  throw new Error(`${what}: not ready within ${timeoutMs} ms`);
-}
-
 /** VmRSS and VmHWM (peak) of a process, in bytes. */
 function memoryOf(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -255,19 +200,7 @@ function memoryOf(pid: number): { rss: number; peak: number } {
 }
 
 /** CPU seconds (user + system) a process has used. */
-function cpuOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** Busy and total jiffies of the whole machine. */
-function machineCpu(): { busy: number; total: number } {
-  const [, ...nums] = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/);
-  const v = nums.map(Number);
-  const idle = (v[3] ?? 0) + (v[4] ?? 0);
-  const total = v.reduce((a, b) => a + b, 0);
-  return { busy: total - idle, total };
-}
+const cpuOf = (pid: number) => processTicks(pid) / CLOCK_TICKS;
 
 interface Phase<T> {
   value: T;
@@ -290,14 +223,14 @@ async function phase<T>(pids: { api: number; redis?: number }, work: () => Promi
     api: cpuOf(pids.api),
     redis: pids.redis ? cpuOf(pids.redis) : 0,
     client: process.cpuUsage(),
-    machine: machineCpu(),
+    machine: machineTicks(),
   };
   const started = performance.now();
   try {
     const value = await work();
     const ms = performance.now() - started;
     const client = process.cpuUsage(before.client);
-    const machine = machineCpu();
+    const machine = machineTicks();
     return {
       value,
       ms,
@@ -306,7 +239,7 @@ async function phase<T>(pids: { api: number; redis?: number }, work: () => Promi
         api: cpuOf(pids.api) - before.api,
         redis: pids.redis ? cpuOf(pids.redis) - before.redis : 0,
         client: (client.user + client.system) / 1e6,
-        machine: (machine.busy - before.machine.busy) / 100,
+        machine: (machine.busy - before.machine.busy) / CLOCK_TICKS,
       },
     };
   } finally {
@@ -432,38 +365,14 @@ async function ceiling(redisUrl: string, keyPrefix: string, size: number) {
 
 // ---------------------------------------------------------------- main
 
-async function deleteKeys(redis: Redis, pattern: string): Promise<number> {
-  let cursor = "0";
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.unlink(...keys);
-  } while (cursor !== "0");
-  return deleted;
-}
-
 async function main(): Promise<number> {
   const env = loadTestEnv();
   const prefix = `bench-files-${randomBytes(4).toString("hex")}`;
   const keyPrefix = `${prefix}:files:`;
-  const redis = new Redis(env.TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
-  cleanups.push({
-    name: "delete keys",
-    run: async () => {
-      note(`deleted ${await deleteKeys(redis, `${prefix}*`)} Redis keys under ${prefix}*`);
-      redis.disconnect();
-    },
-  });
-  const redisPid = Number(/process_id:(\d+)/.exec(await redis.info("server"))?.[1]) || undefined;
+  const redis = redisDeletingKeysAtCleanup(env.TEST_REDIS_URL, prefix);
+  const redisPid = await redisServerPid(redis);
   const logDir = mkdtempSync(path.join(os.tmpdir(), "bench-files-"));
-  cleanups.push({
-    name: "logs",
-    run: async () => {
-      if (opts.keepLogs) note(`logs kept in ${logDir}`);
-      else rmSync(logDir, { recursive: true, force: true });
-    },
-  });
+  removeLogsAtCleanup(logDir, opts.keepLogs);
 
   const dist = opts.tsx ? undefined : compile();
   const entry = (ts: string) => (dist ? path.join(dist, ts.replace(/\.ts$/, ".js")) : ts);
@@ -488,15 +397,15 @@ async function main(): Promise<number> {
     JOB_SEAL_KEY: randomBytes(32).toString("base64"),
     SECRETS_KDF_SALT: randomBytes(16).toString("hex"),
   };
-  const api = startChild(
+  const api = launch(
     "api",
     entry("api/server.ts"),
     { ...childEnv, PORT: String(port), HOST: "127.0.0.1" },
     logDir,
   );
   const base = `http://127.0.0.1:${port}`;
-  await waitFor("api", async () => (await fetch(`${base}/health`)).status === 200, 60_000);
-  const worker = startChild(
+  await waitFor("api", async () => (await fetch(`${base}/health`)).status === 200, 60_000, 100);
+  const worker = launch(
     "worker",
     entry("workers/main.ts"),
     { ...childEnv, WORKER_QUEUES: "chunk-hashing" },
@@ -518,6 +427,7 @@ async function main(): Promise<number> {
     "warm-up verification",
     async () => (await json<{ state: string }>(`${base}${warmJob}`)).state === "completed",
     60_000,
+    100,
   );
   await download(port, "warm-up", false);
   await fetch(`${base}/v1/files/warm-up`, { method: "DELETE" });
@@ -549,6 +459,7 @@ async function main(): Promise<number> {
       return job.state === "completed" || job.state === "failed";
     },
     600_000,
+    100,
   );
 
   note("download");

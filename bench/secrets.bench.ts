@@ -11,21 +11,35 @@
 //     then p50 / p99 over --requests requests; and the same against a second API with the
 //     master-key cache off (SECRETS_KEY_CACHE_MAX=0), so every request pays one scrypt.
 // Prints figures only, never asserts timings; exits nonzero when a store was lost.
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import http from "node:http";
-import { type AddressInfo, createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
 import postgres from "postgres";
 import { loadTestEnv } from "../lib/config.js";
 import { deriveMasterKey } from "../lib/crypto.js";
+import {
+  CLOCK_TICKS,
+  cleanup,
+  cleanups,
+  createDatabase,
+  fmt,
+  freePort,
+  intArg,
+  note,
+  out,
+  percentile,
+  processTicks,
+  redisDeletingKeysAtCleanup,
+  removeLogsAtCleanup,
+  startChild,
+  unlessExits,
+  waitFor,
+  waitUntilReady,
+} from "./support.js";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const TARGET = { retrievalP50Ms: 100, repeatedKeyStoresPerSecond: 1_000 };
 const RETRIEVAL_RECORDS = 1_000;
 
@@ -56,74 +70,20 @@ if (args.help) {
   process.exit(0);
 }
 
-const int = (name: string, raw: string | undefined, min: number): number => {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    process.stderr.write(`--${name} must be an integer ≥ ${min}\n`);
-    process.exit(2);
-  }
-  return n;
-};
 const opts = {
-  stores: int("stores", args.stores, RETRIEVAL_RECORDS),
-  distinctStores: int("distinct-stores", args["distinct-stores"], 1),
-  connections: int("connections", args.connections, 1),
-  requests: int("requests", args.requests, 1),
-  kdfRuns: int("kdf-runs", args["kdf-runs"], 1),
+  stores: intArg("stores", args.stores, RETRIEVAL_RECORDS),
+  distinctStores: intArg("distinct-stores", args["distinct-stores"], 1),
+  connections: intArg("connections", args.connections, 1),
+  requests: intArg("requests", args.requests, 1),
+  kdfRuns: intArg("kdf-runs", args["kdf-runs"], 1),
   workerConcurrency:
     args["worker-concurrency"] === undefined
       ? undefined
-      : int("worker-concurrency", args["worker-concurrency"], 1),
+      : intArg("worker-concurrency", args["worker-concurrency"], 1),
   keepLogs: args["keep-logs"] ?? false,
 };
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-const out = (line = "") => process.stdout.write(`${line}\n`);
-const note = (line: string) => process.stderr.write(`· ${line}\n`);
-
-/** Nearest-rank percentile of an ascending array. */
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] ?? Number.NaN;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-const withDatabase = (serverUrl: string, name: string) => {
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-};
-
-// ---------------------------------------------------------------- processes and cleanup
-
-const cleanups: { name: string; run: () => Promise<unknown> }[] = [];
-let cleaningUp: Promise<void> | undefined;
-
-function cleanup(): Promise<void> {
-  cleaningUp ??= (async () => {
-    for (const { name, run } of cleanups.splice(0).reverse()) {
-      try {
-        await run();
-      } catch (err) {
-        process.stderr.write(`cleanup ${name} failed: ${(err as Error).message}\n`);
-      }
-    }
-  })();
-  return cleaningUp;
-}
+// ---------------------------------------------------------------- cleanup and CPU
 
 for (const signal of ["SIGINT", "SIGTERM"] as const)
   process.once(signal, () => {
@@ -131,87 +91,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const)
     void cleanup().finally(() => process.exit(130));
   });
 
-interface Child {
-  name: string;
-  proc: ChildProcess;
-  logFile: string;
-  exited: Promise<number | null>;
-}
-
-/** A child process whose output goes to a log file, stopped (gracefully, then not) at cleanup. */
-function startChild(name: string, entry: string, env: NodeJS.ProcessEnv, logDir: string): Child {
-  const logFile = path.join(logDir, `${name}.log`);
-  const fd = openSync(logFile, "a");
-  const proc = spawn(process.execPath, ["--import", "tsx", "--import", "./bench/parent-guard.ts", entry], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", fd, fd, "ipc"],
-  });
-  closeSync(fd);
-  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
-  cleanups.push({
-    name: `stop ${name}`,
-    run: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill("SIGTERM");
-      if (!(await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)]))) {
-        proc.kill("SIGKILL");
-        await exited;
-      }
-    },
-  });
-  return { name, proc, logFile, exited };
-}
-
-function tail(file: string, lines = 20): string {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-/** Rejects when the child exits before `promise` settles. */
-function unlessExits<T>(child: Child, promise: Promise<T>): Promise<T> {
-  return Promise.race([
-    promise,
-    child.exited.then((code) => {
-      throw new Error(`${child.name} exited (code ${code}) early; log tail:\n${tail(child.logFile)}`);
-    }),
-  ]);
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check().catch(() => false)) return;
-    await sleep(50);
-  }
-  throw new Error(`${what}: not done after ${timeoutMs} ms`);
-}
-
 /** CPU milliseconds (user + system) a process has used so far, from /proc (Linux; 0 elsewhere). */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 per second).
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return 0;
-  }
-}
-
-async function deleteKeys(redis: Redis, pattern: string): Promise<number> {
-  let cursor = "0";
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.unlink(...keys);
-  } while (cursor !== "0");
-  return deleted;
+function cpuMs(pid: number): number {
+  const ticks = processTicks(pid);
+  return Number.isNaN(ticks) ? 0 : ticks * (1000 / CLOCK_TICKS);
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -364,33 +247,10 @@ async function main(): Promise<number> {
     `  p50 ${fmt(percentile(kdf, 50), 1)} ms   min ${fmt(kdf[0] ?? 0, 1)} ms   max ${fmt(kdf.at(-1) ?? 0, 1)} ms`,
   );
 
-  const admin = postgres(env.TEST_PG_URL, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${dbName}`);
-  cleanups.push({
-    name: "drop database",
-    run: async () => {
-      await admin.unsafe(`drop database if exists ${dbName} with (force)`);
-      await admin.end({ timeout: 5 });
-    },
-  });
-  const redis = new Redis(env.TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
-  cleanups.push({
-    name: "delete queue keys",
-    run: async () => {
-      const deleted = await deleteKeys(redis, `${prefix}*`);
-      note(`deleted ${deleted} Redis keys under ${prefix}*`);
-      redis.disconnect();
-    },
-  });
-  cleanups.push({
-    name: "logs",
-    run: async () => {
-      if (opts.keepLogs) note(`logs kept in ${logDir}`);
-      else rmSync(logDir, { recursive: true, force: true });
-    },
-  });
+  const dbUrl = await createDatabase(env.TEST_PG_URL, dbName);
+  redisDeletingKeysAtCleanup(env.TEST_REDIS_URL, prefix);
+  removeLogsAtCleanup(logDir, opts.keepLogs);
 
-  const dbUrl = withDatabase(env.TEST_PG_URL, dbName);
   const childEnv: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     NODE_ENV: "production",
@@ -410,10 +270,7 @@ async function main(): Promise<number> {
     { ...childEnv, PORT: String(apiPort), HOST: "127.0.0.1" },
     logDir,
   );
-  await unlessExits(
-    api,
-    waitFor("api", async () => (await fetch(`http://127.0.0.1:${apiPort}/ready`)).status === 200, 60_000),
-  );
+  await waitUntilReady(api, apiPort);
   const worker = startChild(
     "worker",
     "workers/main.ts",
@@ -439,14 +296,7 @@ async function main(): Promise<number> {
     },
     logDir,
   );
-  await unlessExits(
-    uncached,
-    waitFor(
-      "api-uncached",
-      async () => (await fetch(`http://127.0.0.1:${uncachedPort}/ready`)).status === 200,
-      60_000,
-    ),
-  );
+  await waitUntilReady(uncached, uncachedPort);
   const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
   cleanups.push({ name: "bench pg client", run: () => sql.end({ timeout: 5 }) });
   const client = createClient(apiPort, opts.connections);
@@ -466,7 +316,7 @@ async function main(): Promise<number> {
 
   let lost = 0;
   // CPU each process spent per store: unlike rates, it hardly changes when the machine is busy.
-  const cpu = () => ({ api: cpuMs(api.proc.pid), worker: cpuMs(worker.proc.pid) });
+  const cpu = () => ({ api: cpuMs(api.pid), worker: cpuMs(worker.pid) });
   const report = (
     label: string,
     r: Awaited<ReturnType<typeof storePhase>>,
