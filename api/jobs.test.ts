@@ -2,21 +2,27 @@
 // GET /v1/jobs/{queue}/{id}, unguessable ids, and 503 + Retry-After while Redis or Postgres
 // is down, with nothing acknowledged lost.
 import { type ChildProcess, spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { apiConfigSchema, loadTestEnv, parseConfig } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
 import { waitForRedis } from "../lib/redis.js";
 import { createShutdownRegistry } from "../lib/shutdown.js";
-import { createTestContext, eventually, type TestContext, uniquePrefix } from "../test/helpers/context.js";
+import {
+  captureLogs,
+  createTestContext,
+  eventually,
+  type TestContext,
+  uniquePrefix,
+} from "../test/helpers/context.js";
 import { freePort } from "../test/helpers/processes.js";
 import { createApp } from "./app.js";
 import { buildApiDeps } from "./bootstrap.js";
-import { type JobView, MAX_WAIT_SECONDS } from "./jobs.js";
+import { IDEMPOTENCY_TTL_SECONDS, type JobView, MAX_WAIT_SECONDS } from "./jobs.js";
 
 type ErrorJson = { error: { code: string; message: string; requestId: string } };
 type Accepted = { job: { queue: string; id: string; statusUrl: string } };
@@ -105,6 +111,116 @@ describe("Idempotency-Key", () => {
     });
     expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
     expect(await jobCount(idle)).toBe(before);
+  });
+});
+
+describe("Idempotency-Key races", () => {
+  const slotOf = (ctx: TestContext, key: string) =>
+    `${ctx.deps.queues.prefix}:idempotency:alert-ingestion:${createHash("sha256").update(key).digest("base64url")}`;
+  const queueOf = (ctx: TestContext) => ctx.deps.queues.get("alert-ingestion");
+
+  it("answers 409 with Retry-After when the first request's job does not exist (yet)", async () => {
+    const before = await jobCount(idle);
+    const key = randomUUID();
+    // A first request that claimed the key a moment ago and has not enqueued its job.
+    await idle.deps.redis.set(slotOf(idle, key), "claimed-but-never-enqueued", "EX", IDEMPOTENCY_TTL_SECONDS);
+    const started = Date.now();
+    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(res.status).toBe(409);
+    expect(res.headers.get("retry-after")).toBe("1");
+    // It gave the first request some time to enqueue before answering.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error).toMatchObject({ code: "CONFLICT", message: expect.stringMatching(/Idempotency-Key/) });
+    expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+    expect(res.headers.get("location")).toBeNull();
+    expect(await jobCount(idle)).toBe(before);
+    expect(await idle.deps.redis.get(slotOf(idle, key))).toBe("claimed-but-never-enqueued");
+  });
+
+  it("answers the replay once the first request's job appears", async () => {
+    const key = randomUUID();
+    const id = `late-${randomUUID()}`;
+    await idle.deps.redis.set(slotOf(idle, key), id, "EX", IDEMPOTENCY_TTL_SECONDS);
+    let answeredAt = 0;
+    const pending = Promise.resolve(submit(idle, event(), { "Idempotency-Key": key })).then((r) => {
+      answeredAt = Date.now();
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await queueOf(idle).add("alerts.ingest", event(), { jobId: id });
+    const addedAt = Date.now();
+    const res = await pending;
+    // Not before the job existed.
+    expect(answeredAt).toBeGreaterThanOrEqual(addedAt);
+    expect(res.status).toBe(202);
+    expect(res.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await res.json()) as Accepted).job.id).toBe(id);
+  });
+
+  it("still replays a job acknowledged long ago and since trimmed from the queue", async () => {
+    const before = await jobCount(idle);
+    const key = randomUUID();
+    // Claimed an hour ago: its job was enqueued and has been removed (removeOnComplete) since.
+    await idle.deps.redis.set(slotOf(idle, key), "trimmed-job", "EX", IDEMPOTENCY_TTL_SECONDS - 3600);
+    const started = Date.now();
+    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(res.status).toBe(202);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(res.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await res.json()) as Accepted).job.id).toBe("trimmed-job");
+    expect(await jobCount(idle)).toBe(before);
+  });
+
+  it("never acknowledges a replay of a job whose enqueue then fails", async () => {
+    const key = randomUUID();
+    const queue = queueOf(idle);
+    const add = queue.add.bind(queue);
+    let calls = 0;
+    const spy = vi.spyOn(queue, "add").mockImplementation(async (...args) => {
+      // The first request's enqueue: slow, then failing. Later ones go through.
+      if (calls++ === 0) {
+        await new Promise((r) => setTimeout(r, 300));
+        throw new Error("enqueue failed");
+      }
+      return add(...args);
+    });
+    try {
+      const first = submit(idle, event(), { "Idempotency-Key": key });
+      await eventually(async () => ((await idle.deps.redis.get(slotOf(idle, key))) ? true : undefined));
+      const second = await submit(idle, event(), { "Idempotency-Key": key });
+      expect((await first).status).toBe(500);
+      // The second request took the key over once the first let it go, and enqueued its own job.
+      expect(second.status).toBe(202);
+      const { job } = (await second.json()) as Accepted;
+      expect(await queue.getJob(job.id)).toBeDefined();
+      expect(await idle.deps.redis.get(slotOf(idle, key))).toBe(job.id);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("releases the key on a failed enqueue only while it still holds that request's job id", async () => {
+    const key = randomUUID();
+    const slot = slotOf(idle, key);
+    const queue = queueOf(idle);
+    const spy = vi.spyOn(queue, "add").mockImplementationOnce(async () => {
+      // Meanwhile the claim expired and another request claimed the key.
+      await idle.deps.redis.set(slot, "another-request", "EX", IDEMPOTENCY_TTL_SECONDS);
+      throw new Error("enqueue failed");
+    });
+    try {
+      expect((await submit(idle, event(), { "Idempotency-Key": key })).status).toBe(500);
+      expect(await idle.deps.redis.get(slot)).toBe("another-request");
+    } finally {
+      spy.mockRestore();
+    }
+    // A failed enqueue that still owns its claim lets it go, so a retry can enqueue.
+    const key2 = randomUUID();
+    vi.spyOn(queue, "add").mockRejectedValueOnce(new Error("enqueue failed"));
+    expect((await submit(idle, event(), { "Idempotency-Key": key2 })).status).toBe(500);
+    expect(await idle.deps.redis.get(slotOf(idle, key2))).toBeNull();
+    expect((await submit(idle, event(), { "Idempotency-Key": key2 })).status).toBe(202);
   });
 });
 
@@ -349,7 +465,8 @@ describe("Redis down", () => {
 
 describe("Postgres down", () => {
   it("answers reads with 503 and Retry-After, and still accepts events", async () => {
-    const logger = createLogger({ level: "silent" });
+    const { stream, lines } = captureLogs();
+    const logger = createLogger({ level: "warn" }, stream);
     const shutdown = createShutdownRegistry(logger, 5_000);
     const config = parseConfig(apiConfigSchema, {
       DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/nowhere`,
@@ -368,7 +485,19 @@ describe("Postgres down", () => {
       const ready = await app.request("/ready");
       expect(ready.status).toBe(503);
       expect(ready.headers.get("retry-after")).toMatch(/^\d+$/);
-      expect(await ready.json()).toMatchObject({ checks: { postgres: { ok: false }, redis: { ok: true } } });
+      const readiness = (await ready.json()) as { checks: Record<string, Record<string, unknown>> };
+      expect(readiness).toMatchObject({ checks: { postgres: { ok: false }, redis: { ok: true } } });
+      // Unauthenticated: only ok and ms per check; the driver's message (host, port) goes to the log.
+      for (const name of ["postgres", "redis"])
+        expect(Object.keys(readiness.checks[name] ?? {}).sort()).toEqual(["ms", "ok"]);
+      expect(JSON.stringify(readiness)).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|nowhere/);
+      const warned = lines
+        .map(
+          (l) => JSON.parse(l) as { level: number; msg: string; check?: string; err?: { message?: string } },
+        )
+        .find((l) => l.msg === "readiness check failed" && l.check === "postgres");
+      expect(warned?.level).toBe(40);
+      expect(warned?.err?.message).toEqual(expect.any(String));
       // Ingestion only enqueues: the events wait in Redis until Postgres is back.
       const accepted = await app.request("/v1/alerts/events", {
         method: "POST",

@@ -1,8 +1,10 @@
 // The job contract every submission shares: 202 + Location + {"job": …}, Idempotency-Key
 // (same key within 24 h → the first job, nothing new enqueued) and Prefer: wait=N (RFC 7240).
 import { createHash } from "node:crypto";
-import type { Job, JobsOptions } from "bullmq";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Job, JobsOptions, Queue } from "bullmq";
 import type { Context } from "hono";
+import type { Redis } from "ioredis";
 import { AppError } from "../lib/errors.js";
 import { randomId } from "../lib/ids.js";
 import { enqueue, type JobName, type JobPayload, type QueueContract } from "../queues/contract.js";
@@ -58,6 +60,57 @@ export function preferWait(header: string | undefined): number | undefined {
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
+/** A replay waits this long for the first request's job to appear, looking every REPLAY_POLL_MS. */
+const REPLAY_WAIT_MS = 2_000;
+const REPLAY_POLL_MS = 50;
+/**
+ * A claim older than this whose job does not exist is not still enqueueing (an enqueue is one
+ * round trip, and a failed one gives the claim back): its job was enqueued and has been trimmed
+ * since (removeOnComplete), and the replay answers with its id as it always did.
+ */
+const ENQUEUE_GRACE_MS = 10_000;
+/** Claims tried when the key keeps being let go between our SET NX and our GET. */
+const CLAIM_ATTEMPTS = 3;
+
+// Deletes the claim only while it still holds this request's job id: a claim that expired and
+// was taken by another request meanwhile is that request's.
+const RELEASE_CLAIM_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
+const stillEnqueueing = () =>
+  new AppError(
+    "CONFLICT",
+    "a request with this Idempotency-Key is still being enqueued (or its enqueue failed); retry shortly",
+    undefined,
+    1,
+  );
+
+/**
+ * The job a claimed key stands for, once it exists: waits up to REPLAY_WAIT_MS for the request
+ * that claimed the key to enqueue it, then answers 409. Undefined when the claim has gone (its
+ * request failed to enqueue, or it expired): the caller claims the key again.
+ */
+async function claimedJob(
+  redis: Redis,
+  queue: Queue,
+  slot: string,
+): Promise<{ id: string; job: Job | undefined } | undefined> {
+  const deadline = Date.now() + REPLAY_WAIT_MS;
+  for (;;) {
+    const [firstId, ttlMs] = await Promise.all([redis.get(slot), redis.pttl(slot)]);
+    if (firstId === null) return undefined;
+    const job = await queue.getJob(firstId);
+    if (job) return { id: firstId, job };
+    if (ttlMs >= 0 && IDEMPOTENCY_TTL_SECONDS * 1000 - ttlMs > ENQUEUE_GRACE_MS)
+      return { id: firstId, job: undefined };
+    if (Date.now() >= deadline) throw stillEnqueueing();
+    await sleep(REPLAY_POLL_MS);
+  }
+}
+
 export interface SubmitOptions<C extends QueueContract, N extends JobName<C>> {
   contract: C;
   name: N;
@@ -86,17 +139,21 @@ export async function submitJob<C extends QueueContract, N extends JobName<C>>(
     const digest = createHash("sha256").update(idempotencyKey).digest("base64url");
     const slot = `${queues.prefix}:idempotency:${queueName}:${digest}`;
     const jobId = randomId();
-    const claimed = await redis.set(slot, jobId, "EX", IDEMPOTENCY_TTL_SECONDS, "NX");
-    if (claimed === null) {
-      const firstId = await redis.get(slot);
-      c.header("Idempotent-Replayed", "true");
-      if (firstId) return answer(c, queueName, firstId, await queue.getJob(firstId), opts);
+    // Enqueue only under a claim of our own; otherwise answer for the job of the request that has it.
+    for (let attempt = 1; ; attempt++) {
+      if ((await redis.set(slot, jobId, "EX", IDEMPOTENCY_TTL_SECONDS, "NX")) !== null) break;
+      const first = await claimedJob(redis, queue, slot);
+      if (first) {
+        c.header("Idempotent-Replayed", "true");
+        return answer(c, queueName, first.id, first.job, opts);
+      }
+      if (attempt >= CLAIM_ATTEMPTS) throw stillEnqueueing();
     }
     try {
       job = await enqueue(queue, opts.contract, opts.name, opts.payload, { ...opts.jobOptions, jobId });
     } catch (err) {
       // Release the key: nothing was enqueued under it, so a retry must be able to enqueue.
-      await redis.del(slot).catch(() => {});
+      await redis.eval(RELEASE_CLAIM_SCRIPT, 1, slot, jobId).catch(() => {});
       throw err;
     }
   } else {

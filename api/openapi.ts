@@ -72,6 +72,11 @@ export const jobSubmissionResponses = {
     description: "Finished in time (Prefer: wait)",
     content: { "application/json": { schema: jobViewSchema } },
   },
+  409: {
+    description:
+      "Idempotency-Key replayed while the first request's job is not enqueued yet; see Retry-After",
+    content: { "application/json": { schema: errorBodySchema } },
+  },
 } as const;
 
 export const jobSubmissionHeaders = z.object({

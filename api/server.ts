@@ -8,7 +8,7 @@ import { buildApiDeps, listen } from "./bootstrap.js";
 
 const config = loadApiConfig();
 const logger = createLogger({ level: config.LOG_LEVEL, name: "api" });
-const shutdown = createShutdownRegistry(logger, 10_000);
+const shutdown = createShutdownRegistry(logger, config.SHUTDOWN_TIMEOUT_MS);
 exitOnSignals(shutdown, logger);
 
 if (config.MIGRATE_ON_START) await migrateDatabase(config.DATABASE_URL, logger);

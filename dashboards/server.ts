@@ -9,7 +9,7 @@ import { BULL_BOARD_PATH, OPERATOR_PAGE_PATH } from "./index.js";
 
 const config = loadApiConfig();
 const logger = createLogger({ level: config.LOG_LEVEL, name: "dashboards" });
-const shutdown = createShutdownRegistry(logger, 10_000);
+const shutdown = createShutdownRegistry(logger, config.SHUTDOWN_TIMEOUT_MS);
 exitOnSignals(shutdown, logger);
 
 // No migration here: the dashboards only read, and the API (or `npm run db:migrate`) owns the schema.

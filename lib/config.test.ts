@@ -1,7 +1,9 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { QUEUE_NAMES } from "../queues/names.js";
 import {
+  allInOneConfigSchema,
   apiConfigSchema,
   ConfigError,
   parseConfig,
@@ -25,6 +27,21 @@ describe("config", () => {
     // "all" by default: every queue there is.
     expect(w.WORKER_QUEUES).toEqual([...QUEUE_NAMES]);
     expect(w.concurrency["alert-ingestion"]).toBe(256);
+  });
+
+  it("gives every process the same SHUTDOWN_TIMEOUT_MS (default 15 s, at least 100 ms)", () => {
+    for (const schema of [apiConfigSchema, workerConfigSchema, allInOneConfigSchema]) {
+      expect(parseConfig(schema, base).SHUTDOWN_TIMEOUT_MS).toBe(15_000);
+      expect(parseConfig(schema, { ...base, SHUTDOWN_TIMEOUT_MS: "2500" }).SHUTDOWN_TIMEOUT_MS).toBe(2_500);
+      expect(() => parseConfig(schema, { ...base, SHUTDOWN_TIMEOUT_MS: "99" })).toThrow(
+        /SHUTDOWN_TIMEOUT_MS/,
+      );
+    }
+    // Every entry point takes its deadline from the config, none from a literal.
+    for (const entry of ["api/server.ts", "dashboards/server.ts", "api/start-all.ts", "workers/main.ts"]) {
+      const source = readFileSync(new URL(`../${entry}`, import.meta.url), "utf8");
+      expect(source, entry).toMatch(/createShutdownRegistry\(logger, \w+\.SHUTDOWN_TIMEOUT_MS\)/);
+    }
   });
 
   it("reads a concurrency per queue and a queue list", () => {

@@ -20,6 +20,8 @@ const common = {
     .regex(/^[{}\w.-]+$/, "letters, digits, _ . - and {} for a cluster hash tag")
     .default("conveyor"),
   MIGRATE_ON_START: bool.default(true),
+  // Graceful-shutdown deadline of every process (API, dashboards, worker, all-in-one).
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
 };
 
 const http = {
@@ -117,7 +119,6 @@ const worker = {
       }
       return names as QueueName[];
     }),
-  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
   ALERTS_BATCH_MAX: z.coerce.number().int().min(1).max(5000).default(500),
   ...Object.fromEntries(
     QUEUE_NAMES.map((q) => [

@@ -1,22 +1,33 @@
 // Liveness, readiness (Redis and Postgres reachable) and Prometheus metrics.
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Logger } from "../../lib/logger.js";
 import { withTimeout } from "../../lib/timeout.js";
 import type { AppEnv } from "../context.js";
 import type { Metrics } from "../metrics.js";
 
 const CHECK_TIMEOUT_MS = 2_000;
 
-async function check(run: () => Promise<unknown>): Promise<{ ok: boolean; ms: number; error?: string }> {
+/**
+ * Runs one readiness check. /ready is unauthenticated, so a failure answers {ok, ms} only: the
+ * driver's message (host names, user names) goes to the log, at warn, never to the caller.
+ */
+async function check(
+  name: string,
+  log: Logger,
+  run: () => Promise<unknown>,
+): Promise<{ ok: boolean; ms: number }> {
   const started = performance.now();
   try {
     await withTimeout(run(), CHECK_TIMEOUT_MS);
     return { ok: true, ms: Math.round(performance.now() - started) };
   } catch (err) {
-    return { ok: false, ms: Math.round(performance.now() - started), error: (err as Error).message };
+    const ms = Math.round(performance.now() - started);
+    log.warn({ check: name, ms, err: { message: (err as Error).message } }, "readiness check failed");
+    return { ok: false, ms };
   }
 }
 
-const checkSchema = z.object({ ok: z.boolean(), ms: z.number(), error: z.string().optional() });
+const checkSchema = z.object({ ok: z.boolean(), ms: z.number() });
 const readySchema = z.object({
   status: z.enum(["ready", "unavailable"]),
   checks: z.object({ redis: checkSchema, postgres: checkSchema }),
@@ -64,9 +75,10 @@ export function healthRoutes(metrics: Metrics) {
     .openapi(health, (c) => c.json({ status: "ok" as const }, 200))
     .openapi(ready, async (c) => {
       const { redis, database } = c.get("deps");
+      const log = c.get("log");
       const [redisCheck, postgresCheck] = await Promise.all([
-        check(() => redis.ping()),
-        check(() => database.sql`select 1`),
+        check("redis", log, () => redis.ping()),
+        check("postgres", log, () => database.sql`select 1`),
       ]);
       const ok = redisCheck.ok && postgresCheck.ok;
       const body = {

@@ -564,6 +564,78 @@ describe("secrets with small limits (SECRETS_MAX_MATCHES=3, 3 failed decryptions
 
 // ---------------------------------------------------------------------------------------------
 
+describe("secrets failed-decryption limit under concurrency (SECRETS_FAILED_DECRYPT_LIMIT=2)", () => {
+  let t: TestContext;
+  const api = client(() => t);
+  beforeAll(async () => {
+    t = await createTestContext({
+      SECRETS_FAILED_DECRYPT_LIMIT: "2",
+      SECRETS_FAILED_DECRYPT_WINDOW_SECONDS: "60",
+    });
+    t.startWorkers();
+  });
+  afterAll(() => t.close());
+
+  /** Every failure slot of this context, with its remaining time to live (-1: none). */
+  async function failureSlots(): Promise<{ key: string; value: string | null; pttl: number }[]> {
+    const keys = await t.deps.redis.keys(`${t.prefix}:secrets:failed-decrypt:*`);
+    return Promise.all(
+      keys.map(async (key) => ({
+        key,
+        value: await t.deps.redis.get(key),
+        pttl: await t.deps.redis.pttl(key),
+      })),
+    );
+  }
+
+  it("lets at most the limit of concurrent wrong-key retrievals through, refusing the rest with 429", async () => {
+    const id = `burst-${run}`;
+    await api.store(id, "good key", "v");
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => api.retrieve({ id, decryption_key: `guess-${i}` })),
+    );
+    const served = replies.filter((r) => r.status === 200);
+    const refused = replies.filter((r) => r.status === 429);
+    expect(served.length).toBeLessThanOrEqual(2);
+    expect(served.length + refused.length).toBe(20);
+    for (const r of served) expect(r.body).toEqual([]);
+    for (const r of refused) {
+      const retryAfter = Number(r.headers.get("retry-after"));
+      expect(retryAfter).toBeGreaterThan(0);
+      expect(retryAfter).toBeLessThanOrEqual(60);
+      expect((r.body as { error: { code: string } }).error.code).toBe("RATE_LIMITED");
+    }
+    expect(logLines(t).some((l) => /too many failed decryptions/.test(l.msg) && l.pattern === id)).toBe(true);
+    // Still refused afterwards, the right key included: the failures stand for the window.
+    expect((await api.retrieve({ id, decryption_key: "good key" })).status).toBe(429);
+  });
+
+  it("does not count correct-key retrievals from the same address", async () => {
+    const id = `steady-${run}`;
+    await api.store(id, "k", 1);
+    // One failure of the two allowed.
+    expect(await api.values(id, "wrong")).toEqual([]);
+    for (let i = 0; i < 10; i++) expect(await api.values(id, "k")).toEqual([{ id, value: 1 }]);
+    // Nothing matched: nothing failed to open either.
+    for (let i = 0; i < 5; i++) expect(await api.values(`${id}-none-*`, "k")).toEqual([]);
+    // The second failure is still allowed, and the third is refused.
+    expect(await api.values(id, "wrong again")).toEqual([]);
+    expect((await api.retrieve({ id, decryption_key: "k" })).status).toBe(429);
+  });
+
+  it("leaves no failure counter without an expiry", async () => {
+    const id = `expiry-${run}`;
+    await api.store(id, "k", 1);
+    for (let i = 0; i < 5; i++) expect(await api.values(id, "k")).toEqual([{ id, value: 1 }]);
+    expect(await api.values(id, "wrong")).toEqual([]);
+    const slots = await failureSlots();
+    expect(slots.length).toBeGreaterThan(0);
+    for (const s of slots) expect(s.pttl, s.key).toBeGreaterThan(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
 /** A TCP proxy to Postgres that can be taken down (connections refused and cut) and back up. */
 async function createOutageProxy(target: URL) {
   const sockets = new Set<Socket>();
@@ -675,7 +747,7 @@ describe("secrets while Postgres is unreachable", () => {
         return j && (await j.getState()) === "delayed" && j.attemptsStarted >= 2 ? true : undefined;
       }, 20_000);
       expect(
-        logLines(t).some((l) => l.msg === "postgres unreachable; store delayed" && l.jobId === job.id),
+        logLines(t).some((l) => l.msg === "backing service unreachable; job delayed" && l.jobId === job.id),
       ).toBe(true);
       await proxy.up();
       const view = await api.finished(job.statusUrl);

@@ -193,6 +193,36 @@ function clientAddress(c: Context<AppEnv>): string {
 const failureSlot = (prefix: string, address: string, pattern: string) =>
   `${prefix}:secrets:failed-decrypt:${createHash("sha256").update(`${address}\n${pattern}`).digest("base64url")}`;
 
+// Each retrieval reserves one attempt before it reads or derives anything, so concurrent guesses
+// cannot all pass one check made before any of them has failed. The count is failures plus
+// retrievals in flight; the window starts with the first reservation of a slot that has none.
+// Answers {count, remaining ms}.
+const RESERVE_ATTEMPT_SCRIPT = `
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
+return {n, redis.call('PTTL', KEYS[1])}`;
+
+// Gives a reservation back (a retrieval in which nothing failed to open, or one refused). Never
+// below zero, never on a slot that has expired meanwhile (DECR would recreate it without expiry),
+// and a slot back at zero is deleted: the next failure starts a window of its own.
+const RELEASE_ATTEMPT_SCRIPT = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n <= 1 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+return redis.call('DECR', KEYS[1])`;
+
+async function reserveAttempt(redis: Redis, slot: string, windowSeconds: number) {
+  const [count, ttlMs] = (await redis.eval(RESERVE_ATTEMPT_SCRIPT, 1, slot, windowSeconds)) as [
+    number,
+    number,
+  ];
+  return { count: Number(count), ttlMs: Number(ttlMs) };
+}
+
+const releaseAttempt = (redis: Redis, slot: string) => redis.eval(RELEASE_ATTEMPT_SCRIPT, 1, slot);
+
 // ---- Routes -------------------------------------------------------------------------------------
 
 /** The store route takes a value up to SECRETS_MAX_VALUE_BYTES, beyond the app's general body limit. */
@@ -256,11 +286,15 @@ secretsRoutes
     if (redis.status !== "ready") throw serviceUnavailable("Redis");
     const address = clientAddress(c);
     const slot = failureSlot(queues.prefix, address, body.id);
-    const [failures, ttlMs] = await Promise.all([redis.get(slot), redis.pttl(slot)]);
-    if (Number(failures ?? 0) >= config.SECRETS_FAILED_DECRYPT_LIMIT) {
-      const retryAfter = Math.max(1, Math.ceil(ttlMs / 1000));
+    const reserved = await reserveAttempt(redis, slot, config.SECRETS_FAILED_DECRYPT_WINDOW_SECONDS);
+    if (reserved.count > config.SECRETS_FAILED_DECRYPT_LIMIT) {
+      await releaseAttempt(redis, slot).catch((err: Error) =>
+        log.warn({ err: { message: err.message } }, "secrets: could not give a refused attempt back"),
+      );
+      const retryAfter = Math.max(1, Math.ceil(reserved.ttlMs / 1000));
       log.warn(
-        { address, pattern: body.id, failures: Number(failures), retryAfter },
+        // failures: those counted before this retrieval (some may still be in flight).
+        { address, pattern: body.id, failures: reserved.count - 1, retryAfter },
         "secrets retrieval refused: too many failed decryptions",
       );
       throw new AppError(
@@ -271,32 +305,37 @@ secretsRoutes
       );
     }
 
-    const rows = await findSecrets(database.sql, { pattern: body.id, after: body.after, limit: limit + 1 });
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    if (rows.length > limit && last) c.header("X-Next-After", encodeURIComponent(last.id));
-    c.header("Content-Type", "application/json; charset=UTF-8");
-    if (page.length === 0) return c.body("[]", 200) as never;
-
-    const master = await keys.masterKey(key);
-    const items: string[] = [];
+    // One failure per request, however many records it missed: a key that opens some records of
+    // a mixed family is not a guess, and must not be locked out after one request. A retrieval in
+    // which nothing failed to open (an error included) gives its reservation back.
     let failed = 0;
-    for (const row of page) {
-      try {
-        const text = decryptRecord(master, row.id, row.ciphertext).toString("utf8");
-        // The plaintext is the JSON text the API serialised at store time (authenticated by
-        // AES-GCM), so it is spliced in as is rather than parsed and serialised again.
-        items.push(`{"id":${JSON.stringify(row.id)},"value":${text}}`);
-      } catch (err) {
-        if (!(err instanceof CryptoError)) throw err;
-        failed++;
-        log.warn({ secretId: row.id, reason: err.message }, "secret left out: the key does not open it");
+    try {
+      const rows = await findSecrets(database.sql, { pattern: body.id, after: body.after, limit: limit + 1 });
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      if (rows.length > limit && last) c.header("X-Next-After", encodeURIComponent(last.id));
+      c.header("Content-Type", "application/json; charset=UTF-8");
+      if (page.length === 0) return c.body("[]", 200) as never;
+
+      const master = await keys.masterKey(key);
+      const items: string[] = [];
+      for (const row of page) {
+        try {
+          const text = decryptRecord(master, row.id, row.ciphertext).toString("utf8");
+          // The plaintext is the JSON text the API serialised at store time (authenticated by
+          // AES-GCM), so it is spliced in as is rather than parsed and serialised again.
+          items.push(`{"id":${JSON.stringify(row.id)},"value":${text}}`);
+        } catch (err) {
+          if (!(err instanceof CryptoError)) throw err;
+          failed++;
+          log.warn({ secretId: row.id, reason: err.message }, "secret left out: the key does not open it");
+        }
       }
+      return c.body(`[${items.join(",")}]`, 200) as never;
+    } finally {
+      if (failed === 0)
+        await releaseAttempt(redis, slot).catch((err: Error) =>
+          log.warn({ err: { message: err.message } }, "secrets: could not give an attempt back"),
+        );
     }
-    if (failed > 0) {
-      // One failure per request, however many records it missed: a key that opens some records of
-      // a mixed family is not a guess, and must not be locked out after one request.
-      await redis.multi().incr(slot).expire(slot, config.SECRETS_FAILED_DECRYPT_WINDOW_SECONDS, "NX").exec();
-    }
-    return c.body(`[${items.join(",")}]`, 200) as never;
   });
