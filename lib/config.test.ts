@@ -7,6 +7,7 @@ import {
   apiConfigSchema,
   ConfigError,
   parseConfig,
+  rawEnv,
   secretsConfigIssues,
   withConcurrency,
   workerConfigSchema,
@@ -38,7 +39,7 @@ describe("config", () => {
       );
     }
     // Every entry point takes its deadline from the config, none from a literal.
-    for (const entry of ["api/server.ts", "dashboards/server.ts", "api/start-all.ts", "workers/main.ts"]) {
+    for (const entry of ["api/server.ts", "dashboards/server.ts", "start-all.ts", "workers/main.ts"]) {
       const source = readFileSync(new URL(`../${entry}`, import.meta.url), "utf8");
       expect(source, entry).toMatch(/createShutdownRegistry\(logger, \w+\.SHUTDOWN_TIMEOUT_MS\)/);
     }
@@ -89,7 +90,7 @@ describe("config", () => {
 
   it("makes a process exit with a message naming the variable", () => {
     const result = spawnSync("npx", ["tsx", "workers/main.ts"], {
-      env: { PATH: process.env.PATH, DATABASE_URL: base.DATABASE_URL, REDIS_URL: "not a url" },
+      env: { PATH: rawEnv("PATH"), DATABASE_URL: base.DATABASE_URL, REDIS_URL: "not a url" },
       encoding: "utf8",
       timeout: 30_000,
     });
@@ -115,7 +116,7 @@ describe("config", () => {
 
   it("makes an API process without JOB_SEAL_KEY exit with a message naming it", () => {
     const result = spawnSync("npx", ["tsx", "api/server.ts"], {
-      env: { PATH: process.env.PATH, ...base, MIGRATE_ON_START: "false" },
+      env: { PATH: rawEnv("PATH"), ...base, MIGRATE_ON_START: "false" },
       encoding: "utf8",
       timeout: 30_000,
     });

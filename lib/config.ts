@@ -218,7 +218,7 @@ export const loadAllInOneConfig = (overrides?: Record<string, string | undefined
 };
 
 /**
- * `npm start` (api/start-all.ts) reads these before the all-in-one config: where to look for
+ * `npm start` (start-all.ts) reads these before the all-in-one config: where to look for
  * Postgres and Redis when DATABASE_URL / REDIS_URL are unset (nothing answering there: it starts
  * its own), and where the servers it starts keep their data (relative paths: from the repo root).
  */
@@ -234,8 +234,9 @@ export const devStartConfigSchema = z.object({
 export type DevStartConfig = z.infer<typeof devStartConfigSchema>;
 export const loadDevStartConfig = (): DevStartConfig => loadConfig(devStartConfigSchema);
 
-/** The raw environment, for the all-in-one start that fills in defaults before parsing. */
+/** For what spawns child processes (their PATH, their environment); config goes through the schemas. */
 export const rawEnv = (name: string): string | undefined => process.env[name];
+export const inheritedEnv = (): Record<string, string | undefined> => ({ ...process.env });
 
 /** Where the test suite and the benchmarks find their servers (defaults: this machine's). */
 export const testEnvSchema = z.object({

@@ -20,6 +20,7 @@ import { arch, platform } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
 import postgres from "postgres";
+import { inheritedEnv } from "./config.js";
 import {
   adoptServer,
   type DevServer,
@@ -353,7 +354,7 @@ async function initdb(
         `--lc-messages=${locale}`,
         "--encoding=UTF8",
       ],
-      { ...owner, env: { ...process.env, LC_MESSAGES: locale }, maxBuffer: 16 * 1024 * 1024 },
+      { ...owner, env: { ...inheritedEnv(), LC_MESSAGES: locale }, maxBuffer: 16 * 1024 * 1024 },
     );
     logger.debug({ initdb: `${stdout}${stderr}`.trim() }, "embedded postgres initdb");
   } catch (err) {

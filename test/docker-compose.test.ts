@@ -12,7 +12,7 @@ import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import type { z } from "zod";
-import { apiConfigSchema, loadTestEnv, workerConfigSchema } from "../lib/config.js";
+import { apiConfigSchema, loadTestEnv, rawEnv, workerConfigSchema } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
 import { type RunningWorkers, startWorkers } from "../workers/runtime.js";
 import { createTestContext, eventually, type TestContext, uniquePrefix } from "./helpers/context.js";
@@ -342,7 +342,7 @@ function runHealthcheck(name: string, env: Record<string, string>): Promise<numb
     execFile(
       process.execPath,
       args,
-      { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env }, timeout: 10_000 },
+      { cwd: ROOT, env: { PATH: rawEnv("PATH") ?? "", ...env }, timeout: 10_000 },
       (err) => resolve(err ? (typeof err.code === "number" ? err.code : 1) : 0),
     );
   });

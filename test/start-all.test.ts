@@ -1,4 +1,4 @@
-// `npm start` (api/start-all.ts) as a developer runs it: a real process against real servers,
+// `npm start` (start-all.ts) as a developer runs it: a real process against real servers,
 // including the embedded Postgres and the private redis-server it starts when none answers.
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -120,7 +120,7 @@ async function redisAnswers(url: string): Promise<boolean> {
   }
 }
 
-describe("npm start (api/start-all.ts)", () => {
+describe("npm start (start-all.ts)", () => {
   it("serves the API, the workers and the dashboards in one process, on a database it creates", async () => {
     const name = `conveyor_sa_${randomBytes(6).toString("hex")}`;
     const prefix = `test-${randomBytes(6).toString("hex")}`;
@@ -133,7 +133,7 @@ describe("npm start (api/start-all.ts)", () => {
     });
     expect(await databaseExists(name)).toBe(false);
     const port = await freePort();
-    const p = startProcess("start-all", "api/start-all.ts", {
+    const p = startProcess("start-all", "start-all.ts", {
       PORT: String(port),
       DATABASE_URL: databaseUrl(env.TEST_PG_URL, name),
       REDIS_URL: env.TEST_REDIS_URL,
@@ -170,7 +170,7 @@ describe("npm start (api/start-all.ts)", () => {
     const dir = await dataDir();
     // Ports nothing listens on: the probes find no server there.
     const [closedPg, closedRedis, port] = await Promise.all([freePort(), freePort(), freePort()]);
-    const p = startProcess("start-all", "api/start-all.ts", {
+    const p = startProcess("start-all", "start-all.ts", {
       PORT: String(port),
       DEV_POSTGRES_URL: `postgres://postgres@127.0.0.1:${closedPg}/conveyor`,
       DEV_REDIS_URL: `redis://127.0.0.1:${closedRedis}`,
@@ -206,7 +206,7 @@ describe("npm start (api/start-all.ts)", () => {
 
   it("says how to get Redis when none answers and there is no redis-server to start", async () => {
     const emptyPath = await dataDir();
-    const p = startProcess("start-all", "api/start-all.ts", {
+    const p = startProcess("start-all", "start-all.ts", {
       PATH: emptyPath,
       PORT: String(await freePort()),
       DATABASE_URL: env.TEST_PG_URL,
@@ -223,7 +223,7 @@ describe("npm start (api/start-all.ts)", () => {
     const url = new URL(env.TEST_PG_URL);
     url.username = `no_such_role_${randomBytes(4).toString("hex")}`;
     url.pathname = "/conveyor";
-    const p = startProcess("start-all", "api/start-all.ts", {
+    const p = startProcess("start-all", "start-all.ts", {
       PORT: String(await freePort()),
       REDIS_URL: env.TEST_REDIS_URL,
       DEV_POSTGRES_URL: url.toString(),

@@ -5,23 +5,23 @@
 import { randomBytes } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { resolveOperatorCredentials } from "../dashboards/operator-auth.js";
-import { createDatabase } from "../db/client.js";
-import { migrateDatabase } from "../db/migrate.js";
-import { fileStoreUrl, loadAllInOneConfig, loadDevStartConfig } from "../lib/config.js";
-import { DevStartError, isPortFree } from "../lib/dev-processes.js";
-import { formatStartBanner, redactUrl, resolveDevServices } from "../lib/dev-services.js";
-import { createLogger } from "../lib/logger.js";
-import { createFileStoreRedis } from "../lib/redis.js";
-import { createShutdownRegistry, exitOnSignals } from "../lib/shutdown.js";
-import { processorFactories } from "../workers/processors.js";
-import { selectServices, startWorkers } from "../workers/runtime.js";
-import { createApp } from "./app.js";
-import { buildApiDeps, listen } from "./bootstrap.js";
+import { createApp } from "./api/app.js";
+import { buildApiDeps, listen } from "./api/bootstrap.js";
+import { resolveOperatorCredentials } from "./dashboards/operator-auth.js";
+import { createDatabase } from "./db/client.js";
+import { migrateDatabase } from "./db/migrate.js";
+import { fileStoreUrl, loadAllInOneConfig, loadDevStartConfig } from "./lib/config.js";
+import { DevStartError, isPortFree } from "./lib/dev-processes.js";
+import { formatStartBanner, redactUrl, resolveDevServices } from "./lib/dev-services.js";
+import { createLogger } from "./lib/logger.js";
+import { createFileStoreRedis } from "./lib/redis.js";
+import { createShutdownRegistry, exitOnSignals } from "./lib/shutdown.js";
+import { processorFactories } from "./workers/processors.js";
+import { selectServices, startWorkers } from "./workers/runtime.js";
 
 // sysexits EX_UNAVAILABLE: a server it needs is missing and it could not start one.
 const EXIT_UNAVAILABLE = 69;
-const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL(".", import.meta.url));
 
 const dev = loadDevStartConfig();
 // Parsed now with the URLs it will try, so a bad variable stops the start before any server
