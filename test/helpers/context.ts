@@ -2,6 +2,7 @@
 // Postgres and Redis, and (optionally) the real workers in this process.
 import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
+import type { Redis } from "ioredis";
 import { type App, createApp } from "../../api/app.js";
 import { buildApiDeps } from "../../api/bootstrap.js";
 import type { AppDeps } from "../../api/context.js";
@@ -98,10 +99,22 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     async close() {
       await Promise.allSettled(running.map((w) => w.close()));
       await Promise.allSettled(deps.queues.names.map((n) => deps.queues.get(n).obliterate({ force: true })));
+      // Everything else the app kept under its prefix too (idempotency slots, counters, files).
+      await deleteKeys(deps.redis, `${prefix}:*`).catch(() => {});
       await shutdown.shutdown("test done");
       await db.drop();
     },
   };
+}
+
+/** Deletes the keys matching `pattern` (SCAN, never FLUSHALL: other things share this Redis). */
+export async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== "0");
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
