@@ -28,7 +28,7 @@ import { parseArgs } from "node:util";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import postgres from "postgres";
-import { loadTestEnv } from "../lib/config.js";
+import { inheritedEnv, loadTestEnv, rawEnv } from "../lib/config.js";
 import { randomId } from "../lib/ids.js";
 import { type AlertEvent, alertIngestionQueue } from "../queues/alert-ingestion.js";
 import {
@@ -872,7 +872,7 @@ async function main(): Promise<number> {
   mkdirSync(logDir, { recursive: true });
   if (opts.cpuProf) mkdirSync(opts.cpuProf, { recursive: true });
   const workerConcurrency =
-    opts.workerConcurrency ?? Number(process.env.WORKER_CONCURRENCY_ALERT_INGESTION ?? 256);
+    opts.workerConcurrency ?? Number(rawEnv("WORKER_CONCURRENCY_ALERT_INGESTION") ?? 256);
 
   out("Conveyor alert ingestion benchmark");
   out(
@@ -894,15 +894,15 @@ async function main(): Promise<number> {
   // Children: the API first (it migrates), then the worker.
   const port = await freePort();
   const childEnv: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...inheritedEnv(),
     NODE_ENV: "production",
     DATABASE_URL: dbUrl,
     REDIS_URL: env.TEST_REDIS_URL,
     QUEUE_PREFIX: prefix,
     LOG_LEVEL: opts.logLevel,
     // The API serves /v1/secrets too and refuses to start in production without these.
-    JOB_SEAL_KEY: process.env.JOB_SEAL_KEY ?? randomBytes(32).toString("base64"),
-    SECRETS_KDF_SALT: process.env.SECRETS_KDF_SALT ?? randomBytes(16).toString("hex"),
+    JOB_SEAL_KEY: rawEnv("JOB_SEAL_KEY") ?? randomBytes(32).toString("base64"),
+    SECRETS_KDF_SALT: rawEnv("SECRETS_KDF_SALT") ?? randomBytes(16).toString("hex"),
     ...(opts.poolMax ? { DB_POOL_MAX: String(opts.poolMax) } : {}),
   };
   const api = startChild(

@@ -19,7 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { loadTestEnv } from "../lib/config.js";
+import { inheritedEnv, loadTestEnv, rawEnv } from "../lib/config.js";
 import {
   type Child,
   CLOCK_TICKS,
@@ -378,10 +378,10 @@ async function main(): Promise<number> {
   const entry = (ts: string) => (dist ? path.join(dist, ts.replace(/\.ts$/, ".js")) : ts);
   const port = await freePort();
   const childEnv: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
+    PATH: rawEnv("PATH"),
     // glibc malloc tuning (MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_, …) reaches the children,
     // for trying its effect on the API's RSS.
-    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("MALLOC_"))),
+    ...Object.fromEntries(Object.entries(inheritedEnv()).filter(([k]) => k.startsWith("MALLOC_"))),
     NODE_ENV: "production",
     LOG_LEVEL: "info",
     DATABASE_URL: env.TEST_PG_URL,

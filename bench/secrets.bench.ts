@@ -18,7 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
-import { loadTestEnv } from "../lib/config.js";
+import { loadTestEnv, rawEnv } from "../lib/config.js";
 import { deriveMasterKey } from "../lib/crypto.js";
 import {
   CLOCK_TICKS,
@@ -252,7 +252,7 @@ async function main(): Promise<number> {
   removeLogsAtCleanup(logDir, opts.keepLogs);
 
   const childEnv: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
+    PATH: rawEnv("PATH"),
     NODE_ENV: "production",
     LOG_LEVEL: "warn",
     DATABASE_URL: dbUrl,
