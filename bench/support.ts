@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import postgres from "postgres";
+import { deleteKeys } from "../lib/redis.js";
 
 /** The repository's root: the children's working directory. */
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -247,17 +248,6 @@ export function redisDeletingKeysAtCleanup(redisUrl: string, prefix: string): Re
     },
   });
   return redis;
-}
-
-async function deleteKeys(redis: Redis, pattern: string): Promise<number> {
-  let cursor = "0";
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.unlink(...keys);
-  } while (cursor !== "0");
-  return deleted;
 }
 
 /** The Redis server's process id (from INFO), when it reports one. */

@@ -17,6 +17,7 @@
 import type { Writable } from "node:stream";
 import { Command, type Redis } from "ioredis";
 import { randomId } from "./ids.js";
+import { scanKeys } from "./redis.js";
 import { acquireBuffer, openSha1Session, releaseBuffer } from "./sha1-threads.js";
 
 export type FileState = "pending" | "verified" | "corrupted";
@@ -385,11 +386,7 @@ export function createFileStore(redis: Redis, keyPrefix: string, settings: FileS
     async list(): Promise<Omit<FileManifest, "chunkSha1">[]> {
       const listed = FIELDS.filter((f) => f !== "chunkSha1");
       const out: Omit<FileManifest, "chunkSha1">[] = [];
-      let cursor = "0";
-      do {
-        const [next, found] = await redis.scan(cursor, "MATCH", `${globEscape(keyPrefix)}m:*`, "COUNT", 500);
-        cursor = next;
-        if (found.length === 0) continue;
+      for await (const found of scanKeys(redis, `${globEscape(keyPrefix)}m:*`, 500)) {
         const pipeline = redis.pipeline();
         for (const key of found) pipeline.hmget(key, ...listed);
         for (const [err, values] of (await pipeline.exec()) ?? []) {
@@ -405,7 +402,7 @@ export function createFileStore(redis: Redis, keyPrefix: string, settings: FileS
             out.push(rest);
           }
         }
-      } while (cursor !== "0");
+      }
       return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     },
   };

@@ -64,3 +64,20 @@ export async function waitForRedis(redis: Redis, timeoutMs = 5_000): Promise<voi
     redis.on("ready", onReady);
   });
 }
+
+/** The keys matching `pattern`, a SCAN batch at a time (never KEYS: it blocks the server). */
+export async function* scanKeys(redis: Redis, pattern: string, count = 1000): AsyncGenerator<string[]> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", count);
+    cursor = next;
+    if (keys.length > 0) yield keys;
+  } while (cursor !== "0");
+}
+
+/** Deletes the keys matching `pattern` (never FLUSHALL: other things share this Redis); returns how many. */
+export async function deleteKeys(redis: Redis, pattern: string): Promise<number> {
+  let deleted = 0;
+  for await (const keys of scanKeys(redis, pattern)) deleted += await redis.unlink(...keys);
+  return deleted;
+}

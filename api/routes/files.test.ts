@@ -3,6 +3,7 @@ import http from "node:http";
 import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFileStore, fileKeyPrefix, fileStoreSettings } from "../../lib/file-store.js";
+import { scanKeys } from "../../lib/redis.js";
 import { createTestContext, eventually, type TestContext } from "../../test/helpers/context.js";
 
 const KIB = 1024;
@@ -29,18 +30,7 @@ const storeOf = (t: TestContext) =>
 
 async function keysOf(t: TestContext): Promise<string[]> {
   const found: string[] = [];
-  let cursor = "0";
-  do {
-    const [next, keys] = await t.deps.fileStore.scan(
-      cursor,
-      "MATCH",
-      `${fileKeyPrefix(t.prefix)}*`,
-      "COUNT",
-      1000,
-    );
-    cursor = next;
-    found.push(...keys);
-  } while (cursor !== "0");
+  for await (const keys of scanKeys(t.deps.fileStore, `${fileKeyPrefix(t.prefix)}*`)) found.push(...keys);
   return found;
 }
 

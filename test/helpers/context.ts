@@ -2,7 +2,6 @@
 // Postgres and Redis, and (optionally) the real workers in this process.
 import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
-import type { Redis } from "ioredis";
 import { type App, createApp } from "../../api/app.js";
 import { buildApiDeps } from "../../api/bootstrap.js";
 import type { AppDeps } from "../../api/context.js";
@@ -16,7 +15,7 @@ import {
   workerConfigSchema,
 } from "../../lib/config.js";
 import { createLogger, type Logger } from "../../lib/logger.js";
-import { waitForRedis } from "../../lib/redis.js";
+import { deleteKeys, waitForRedis } from "../../lib/redis.js";
 import { createShutdownRegistry } from "../../lib/shutdown.js";
 import { processorFactories } from "../../workers/processors.js";
 import { type RunningWorkers, selectServices, startWorkers } from "../../workers/runtime.js";
@@ -105,16 +104,6 @@ export async function createTestContext(overrides: Record<string, string> = {}):
       await db.drop();
     },
   };
-}
-
-/** Deletes the keys matching `pattern` (SCAN, never FLUSHALL: other things share this Redis). */
-export async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== "0");
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
