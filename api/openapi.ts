@@ -27,19 +27,16 @@ const errorDescriptions: Record<number, string> = {
   503: "Redis or Postgres unavailable; see Retry-After",
 };
 
+/** One error answer in the OpenAPI document: its description, and the platform's error body. */
+export const errorResponse = (description: string) => ({
+  description,
+  content: { "application/json": { schema: errorBodySchema } },
+});
+
 export function errorResponses<S extends number>(...statuses: S[]) {
   return Object.fromEntries(
-    [...statuses, 503].map((s) => [
-      s,
-      {
-        description: errorDescriptions[s] ?? "Error",
-        content: { "application/json": { schema: errorBodySchema } },
-      },
-    ]),
-  ) as Record<
-    S | 503,
-    { description: string; content: { "application/json": { schema: typeof errorBodySchema } } }
-  >;
+    [...statuses, 503].map((s) => [s, errorResponse(errorDescriptions[s] ?? "Error")]),
+  ) as Record<S | 503, ReturnType<typeof errorResponse>>;
 }
 
 export const jobViewSchema = z
@@ -72,11 +69,9 @@ export const jobSubmissionResponses = {
     description: "Finished in time (Prefer: wait)",
     content: { "application/json": { schema: jobViewSchema } },
   },
-  409: {
-    description:
-      "Idempotency-Key replayed while the first request's job is not enqueued yet; see Retry-After",
-    content: { "application/json": { schema: errorBodySchema } },
-  },
+  409: errorResponse(
+    "Idempotency-Key replayed while the first request's job is not enqueued yet; see Retry-After",
+  ),
 } as const;
 
 export const jobSubmissionHeaders = z.object({

@@ -33,8 +33,8 @@ export const encryptionQueue = defineQueue({
   jobs: { "secrets.store": secretStorePayloadSchema },
   defaultJobOptions: {
     ...baseJobOptions,
-    // Postgres being unreachable does not spend attempts (the processor delays the job instead,
-    // see workers/encryption.processor.ts); these are for everything else.
+    // Postgres being unreachable does not spend attempts (the worker runtime delays the job
+    // instead, see workers/runtime.ts); these are for everything else.
     attempts: 20,
     backoff: { type: "exponential", delay: 500, jitter: 0.5 },
   },

@@ -21,7 +21,7 @@ import { serviceUnavailable } from "../errors.js";
 import { openDownload, receiveUpload } from "../file-streams.js";
 import { statusUrl, submitJob } from "../jobs.js";
 import {
-  errorBodySchema,
+  errorResponse,
   errorResponses,
   jobAcceptedSchema,
   jobSubmissionHeaders,
@@ -114,18 +114,9 @@ const uploadBody = {
 
 const fileErrors = {
   ...errorResponses(400, 404, 413),
-  416: {
-    description: "Range outside the file",
-    content: { "application/json": { schema: errorBodySchema } },
-  },
-  422: {
-    description: "Empty body, or the bytes do not match X-Checksum-SHA1 (EMPTY_BODY, CHECKSUM_MISMATCH)",
-    content: { "application/json": { schema: errorBodySchema } },
-  },
-  500: {
-    description: "FILE_CORRUPTED: the file failed verification (known before the first byte)",
-    content: { "application/json": { schema: errorBodySchema } },
-  },
+  416: errorResponse("Range outside the file"),
+  422: errorResponse("Empty body, or the bytes do not match X-Checksum-SHA1 (EMPTY_BODY, CHECKSUM_MISMATCH)"),
+  500: errorResponse("FILE_CORRUPTED: the file failed verification (known before the first byte)"),
 };
 
 const downloadResponses = {
