@@ -1,6 +1,7 @@
 // File bytes between HTTP and the file store, as streams: an upload is cut into chunks as it
 // arrives (never buffered whole), a download is read back chunk by chunk, each chunk checked
 // against its SHA-1 before a byte of it is sent.
+import type { ServerResponse } from "node:http";
 import { AppError } from "../lib/errors.js";
 import {
   type CheckedChunk,
@@ -23,9 +24,6 @@ export interface UploadOptions {
   cancel?: () => void;
   log: Logger;
 }
-
-/** A download is sent in copies of at most this many bytes of its chunk buffers. */
-const SEND_PIECE_BYTES = 1024 * 1024;
 
 const tooLarge = (max: number) =>
   new AppError("PAYLOAD_TOO_LARGE", `file is larger than the limit of ${max} bytes (FILE_MAX_BYTES)`);
@@ -193,6 +191,20 @@ export async function receiveUpload(
   }
 }
 
+/** Resolves once the socket has taken `bytes` (so they may be reused); rejects if it is gone first. */
+function writeAndWait(out: ServerResponse, bytes: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // A socket destroyed mid-write may never call back; once it is closed, nothing reads `bytes`.
+    const gone = () => reject(new Error("the client went away"));
+    out.once("close", gone);
+    out.write(bytes, (err) => {
+      out.off("close", gone);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
 export type ByteRange = { start: number; end: number };
 
 /**
@@ -225,8 +237,13 @@ export interface Download {
   manifest: FileManifest;
   status: 200 | 206;
   headers: Record<string, string>;
-  /** null for HEAD. */
-  body: ReadableStream<Uint8Array> | null;
+  /**
+   * Writes the bytes to a Node response whose head is written, without copying them, and ends
+   * it; cuts the connection on damage. Absent for HEAD; use either this or stream(), once.
+   */
+  sendTo?: (out: ServerResponse) => Promise<void>;
+  /** The bytes as a web stream, copied (for a fetch-style caller such as app.request). Absent for HEAD. */
+  stream?: () => ReadableStream<Uint8Array>;
   /**
    * Stops reading and releases the read lease; for a client that went away before the server
    * started pulling the body (nothing would ever cancel it then). Harmless after the end.
@@ -303,7 +320,7 @@ export async function openDownload(
     };
     if (range) headers["Content-Range"] = `bytes ${start}-${end}/${manifest.size}`;
     const status = range ? 206 : 200;
-    if (opts.head) return { manifest, status, headers, body: null, abort: () => {} };
+    if (opts.head) return { manifest, status, headers, abort: () => {} };
 
     const { chunkSize, parallelism } = store.settings;
     const first = Math.floor(start / chunkSize);
@@ -317,73 +334,95 @@ export async function openDownload(
     });
 
     // The first chunk is read and checked before answering, so damage there is a clean 500.
-    let current: CheckedChunk | undefined = (await chunks.next()).value;
-    const firstProblem = current ? current.problem : "chunk list ended early";
+    let pending: CheckedChunk | undefined = (await chunks.next()).value;
+    const firstProblem = pending ? pending.problem : "chunk list ended early";
     if (firstProblem) {
       await flagCorrupted(store, manifest, firstProblem, log);
       throw corrupted(manifest, firstProblem);
     }
-    // Where the response is within `current`'s bytes: the next byte to send, and the end.
-    const span = (item: CheckedChunk) => ({
-      at: item.index === first ? start - item.index * chunkSize : 0,
-      to: item.index === last ? end - item.index * chunkSize + 1 : chunkLength(manifest, item.index),
-    });
-    let { at, to } = span(current as CheckedChunk);
-    // A chunk's buffer belongs to readCheckedChunks and is reused once the next chunk is asked
-    // for: nothing may read it after a stop.
     let stopped = false;
     const stop = () => {
       stopped = true;
       release();
       void chunks.return(undefined);
     };
+    let sentLast = false;
+    /**
+     * The response's next part: the bytes it wants of the next checked chunk, a view into that
+     * chunk's pooled buffer, valid until release(); undefined after the last. Damage throws.
+     */
+    const nextPart = async (): Promise<{ bytes: Buffer; release(): void } | undefined> => {
+      if (sentLast) return undefined;
+      let item = pending;
+      pending = undefined;
+      if (!item) {
+        item = (await chunks.next()).value;
+        if (!item) throw new Error("chunk list ended early");
+        if (item.problem) {
+          await flagCorrupted(store, manifest, item.problem, log);
+          throw corrupted(manifest, item.problem);
+        }
+      }
+      sentLast = item.index === last;
+      const from = item.index === first ? start - item.index * chunkSize : 0;
+      const to = item.index === last ? end - item.index * chunkSize + 1 : chunkLength(manifest, item.index);
+      return { bytes: (item.bytes as Buffer).subarray(from, to), release: item.release };
+    };
+    const cutShort = (err: unknown) => {
+      // (After a stop the client is gone already: nothing to report.)
+      if (!stopped)
+        log.error(
+          { name, version: manifest.version, err: { message: (err as Error).message } },
+          "download cut short",
+        );
+      stop();
+    };
 
-    const body = new ReadableStream<Uint8Array>(
-      {
-        async pull(controller) {
-          try {
-            if (stopped) throw new Error("download stopped");
-            if (at === to) {
-              current = (await chunks.next()).value;
+    const sendTo = async (out: ServerResponse) => {
+      try {
+        for (;;) {
+          const part = await nextPart();
+          if (!part) break;
+          // Written as it is, no copy; back to the pool once the socket has taken it. Meanwhile
+          // readCheckedChunks goes on reading and checking the chunks after it.
+          await writeAndWait(out, part.bytes).finally(part.release);
+        }
+        out.end();
+        stop();
+      } catch (err) {
+        cutShort(err);
+        // Destroying the socket mid-body is how the client learns: a short read.
+        out.destroy();
+      }
+    };
+
+    const stream = () =>
+      new ReadableStream<Uint8Array>(
+        {
+          async pull(controller) {
+            try {
               if (stopped) throw new Error("download stopped");
-              if (!current) throw new Error("chunk list ended early");
-              if (current.problem) {
-                await flagCorrupted(store, manifest, current.problem, log);
-                throw corrupted(manifest, current.problem);
+              const part = await nextPart();
+              if (!part) {
+                controller.close();
+                stop();
+                return;
               }
-              ({ at, to } = span(current));
+              // A copy: whoever reads the stream may keep it as long as it likes.
+              controller.enqueue(Buffer.from(part.bytes));
+              part.release();
+            } catch (err) {
+              cutShort(err);
+              // Erroring the stream makes an HTTP server destroy the socket mid-body.
+              throw err;
             }
-            // Sent as copies of up to SEND_PIECE_BYTES: the chunk's (pooled) buffer never leaves
-            // this module, and each copy is garbage as soon as the socket has written it.
-            const item = current as CheckedChunk;
-            const n = Math.min(SEND_PIECE_BYTES, to - at);
-            const piece = Buffer.allocUnsafe(n);
-            (item.bytes as Buffer).copy(piece, 0, at, at + n);
-            at += n;
-            controller.enqueue(piece);
-            if (at === to && item.index === last) {
-              controller.close();
-              stop();
-            }
-          } catch (err) {
-            // Erroring the stream makes the HTTP server destroy the socket mid-body. (After a
-            // stop the client is gone already: nothing to report.)
-            if (!stopped)
-              log.error(
-                { name, version: manifest.version, err: { message: (err as Error).message } },
-                "download cut short",
-              );
-            stop();
-            throw err;
-          }
+          },
+          cancel: stop,
         },
-        cancel: stop,
-      },
-      // No queue of its own: readCheckedChunks already reads and hashes `parallelism` chunks ahead.
-      { highWaterMark: 0 },
-    );
-    const abort = stop;
-    return { manifest, status, headers, body, abort };
+        // No queue of its own: readCheckedChunks already reads and hashes `parallelism` chunks ahead.
+        { highWaterMark: 0 },
+      );
+    return { manifest, status, headers, sendTo, stream, abort: stop };
   } catch (err) {
     release();
     throw err;

@@ -1,12 +1,4 @@
-// The job contract every submission shares, through the app: Idempotency-Key, Prefer: wait,
-// GET /v1/jobs/{queue}/{id}, unguessable ids, and 503 + Retry-After while Redis or Postgres
-// is down, with nothing acknowledged lost.
-import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
-import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { apiConfigSchema, loadTestEnv, parseConfig } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
@@ -20,6 +12,7 @@ import {
   uniquePrefix,
 } from "../test/helpers/context.js";
 import { freePort } from "../test/helpers/processes.js";
+import { type PrivateRedis, startPrivateRedis } from "../test/helpers/redis-server.js";
 import { createApp } from "./app.js";
 import { buildApiDeps } from "./bootstrap.js";
 import { IDEMPOTENCY_TTL_SECONDS, type JobView, MAX_WAIT_SECONDS } from "./jobs.js";
@@ -377,55 +370,19 @@ describe("job ids", () => {
 });
 
 describe("Redis down", () => {
-  let dir: string;
-  let port: number;
-  let redis: ChildProcess | undefined;
+  let redis: PrivateRedis;
   let ctx: TestContext | undefined;
 
-  /** A Redis of our own, with AOF as in production, so that a restart keeps what it had. */
-  async function startRedis() {
-    const child = spawn(
-      "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", ""].concat([
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-      ]),
-      { stdio: ["ignore", "pipe", "inherit"] },
-    );
-    redis = child;
-    let out = "";
-    await new Promise<void>((resolve, reject) => {
-      child.stdout?.on("data", (chunk: Buffer) => {
-        out += String(chunk);
-        if (/Ready to accept connections/.test(out)) resolve();
-      });
-      child.once("exit", (code) => reject(new Error(`redis-server exited (${code}): ${out}`)));
-    });
-  }
-
-  async function stopRedis() {
-    const child = redis;
-    redis = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = once(child, "exit");
-    child.kill("SIGTERM");
-    await exited;
-  }
-
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "conveyor-redis-"));
-    port = await freePort();
-    await startRedis();
-    ctx = await createTestContext({ REDIS_URL: `redis://127.0.0.1:${port}` });
+    // With AOF as in production, so that a restart keeps what it had.
+    redis = await startPrivateRedis(["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
+    ctx = await createTestContext({ REDIS_URL: redis.url });
   });
   afterAll(async () => {
     // A test that failed mid-outage leaves Redis stopped; the context closes against a live one.
-    if (!redis) await startRedis();
+    if (!redis.running) await redis.start();
     await ctx?.close();
-    await stopRedis();
-    await rm(dir, { recursive: true, force: true });
+    await redis.remove();
   });
 
   it("answers 503 with Retry-After, and loses nothing that was acknowledged", async () => {
@@ -433,7 +390,7 @@ describe("Redis down", () => {
     const before = randomUUID();
     expect((await submit(c, event(before))).status).toBe(202);
 
-    await stopRedis();
+    await redis.stop();
     const during = randomUUID();
     const refused = await submit(c, event(during));
     expect(refused.status).toBe(503);
@@ -446,7 +403,7 @@ describe("Redis down", () => {
     expect(ready.headers.get("retry-after")).toMatch(/^\d+$/);
     expect(await ready.json()).toMatchObject({ status: "unavailable", checks: { redis: { ok: false } } });
 
-    await startRedis();
+    await redis.start();
     // The client retries what was refused, as Retry-After tells it to, until it is accepted.
     await eventually(
       async () => ((await submit(c, event(during))).status === 202 ? true : undefined),

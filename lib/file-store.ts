@@ -16,9 +16,10 @@
 // such reader deletes them when it finishes (or the TTL does, if that reader died).
 import type { Writable } from "node:stream";
 import { Command, type Redis } from "ioredis";
+import { createChunkReader } from "./chunk-reader.js";
 import { randomId } from "./ids.js";
 import { scanKeys } from "./redis.js";
-import { acquireBuffer, openSha1Session, releaseBuffer } from "./sha1-threads.js";
+import { acquireBuffer, keepIdleBuffers, openSha1Session, releaseBuffer } from "./sha1-threads.js";
 
 export type FileState = "pending" | "verified" | "corrupted";
 
@@ -255,14 +256,6 @@ class UncopiedCommand extends Command {
   }
 }
 
-/**
- * Chunks are read in pieces of this many bytes (GETRANGE): ioredis' reply parser returns a big
- * reply as a slice of a pool three replies big, so whole 10 MB chunks kept up to 30 MB pools
- * alive for as long as any chunk in them was; 1 MiB pieces keep pools of 3 MiB.
- */
-export const READ_PIECE_BYTES = 1024 * 1024;
-const PIECES_IN_FLIGHT = 4;
-
 /** Escapes Redis glob characters, so a key prefix matches only itself in SCAN MATCH. */
 const globEscape = (s: string) => s.replace(/[*?[\]\\]/g, "\\$&");
 
@@ -275,6 +268,10 @@ export function createFileStore(redis: Redis, keyPrefix: string, settings: FileS
     leases: (name: string) => `${keyPrefix}r:${name}`,
   };
 
+  const reader = createChunkReader(redis);
+  // A transfer holds parallelism + 1 chunk buffers: an upload's writes in flight and the chunk
+  // filling, a download's chunks read ahead and the one being sent (api/file-streams.ts).
+  keepIdleBuffers(settings.chunkSize * (settings.parallelism + 1));
   const previousOf = (old: unknown): { version: string; chunks: number } | null => {
     const [version, chunks] = old as [string | null, string | null];
     return version ? { version, chunks: Number(chunks ?? 0) } : null;
@@ -296,14 +293,12 @@ export function createFileStore(redis: Redis, keyPrefix: string, settings: FileS
       return redis.sendCommand(command) as Promise<unknown>;
     },
 
-    /** The stored length of a chunk: 0 when it is missing. */
-    chunkLength(version: string, index: number): Promise<number> {
-      return redis.strlen(keys.chunk(version, index));
-    },
-
-    /** Bytes `start`…`end` (inclusive) of a chunk: fewer if it is shorter, none if it is missing. */
-    readChunkPiece(version: string, index: number, start: number, end: number): Promise<Buffer> {
-      return redis.getrangeBuffer(keys.chunk(version, index), start, end);
+    /**
+     * Reads a chunk straight into `target` (lib/chunk-reader.ts); resolves to its stored length,
+     * 0 when it is missing. The bytes are there only when that length is target.length.
+     */
+    readChunk(version: string, index: number, target: Buffer): Promise<number> {
+      return reader.read(keys.chunk(version, index), target);
     },
 
     /** Deletes chunks 0…count-1 of a version (UNLINK: the memory is freed off the main thread). */
@@ -411,104 +406,66 @@ export function createFileStore(redis: Redis, keyPrefix: string, settings: FileS
 
 export interface CheckedChunk {
   index: number;
-  /**
-   * The chunk's bytes when it passed its checks, else null. Valid only until the consumer asks
-   * for the next chunk (or stops): the buffer is pooled and then reused.
-   */
+  /** The chunk's bytes when it passed its checks, else null: pooled, the consumer's until release(). */
   bytes: Buffer | null;
   /** What is wrong with it: missing, wrong length, wrong SHA-1, or (last chunk) a wrong whole-file SHA-1. */
   problem?: string;
+  /** Gives `bytes` back to the pool, once nothing reads them any more (a socket write, say). */
+  release(): void;
 }
 
 /**
  * Chunks `from`…`to` of a manifest's version, in order, each checked against its SHA-1 before
- * it is yielded. Up to `parallelism` chunks are read and hashed ahead of the consumer: each
- * chunk's length (STRLEN), then its bytes in pieces of READ_PIECE_BYTES (GETRANGE), each copied
- * into the chunk's pooled shared buffer as it arrives and hashed there on a worker thread
- * (lib/sha1-threads.ts). So every reply buffer dies young, and the chunk buffers are reused
- * rather than left to the garbage collector. With `whole`, the whole-file SHA-1 is checked too,
- * before the last chunk is yielded, so a consumer never passes on a byte it has not checked.
- * A store error is thrown at its chunk's turn.
+ * it is yielded. Up to `parallelism` chunks are read and hashed ahead of the consumer: each is
+ * read straight into a pooled shared buffer (lib/chunk-reader.ts) and hashed there on a worker
+ * thread (lib/sha1-threads.ts), so a chunk's bytes are copied once on their way in and the
+ * buffers are reused rather than left to the garbage collector. With `whole`, the whole-file
+ * SHA-1 is checked too, before the last chunk is yielded, so a consumer never passes on a byte
+ * that has not been checked. A store error is thrown at its chunk's turn.
  */
 export async function* readCheckedChunks(
-  store: Pick<FileStore, "chunkLength" | "readChunkPiece">,
+  store: Pick<FileStore, "readChunk">,
   m: FileManifest,
   range: { from: number; to: number; whole: boolean; parallelism: number },
 ): AsyncGenerator<CheckedChunk> {
   const session = openSha1Session({ whole: range.whole });
   let finished = false;
-  // Pieces reach the hashing thread one after the other, in file order: a chunk's SHA-1 and the
-  // whole file's need it. `fed` settles once the previous chunk's pieces have all been handed over.
+  // Chunks reach the hashing thread one after the other, in file order: the whole-file SHA-1
+  // needs it. `fed` settles once the previous chunk has been handed over.
   let fed: Promise<unknown> = Promise.resolve();
-  // At most PIECES_IN_FLIGHT pieces requested at once, in order: the replies of `parallelism`
-  // chunks requested together arrive in one burst, and each reply allocates its bytes twice
-  // (socket reads, parser pool) before they are copied; spread out, that garbage dies young.
-  let piecesInFlight = 0;
-  const waiting: (() => void)[] = [];
-  const readPiece = (index: number, start: number, end: number): Promise<Buffer> => {
-    const run = () => {
-      piecesInFlight++;
-      return store.readChunkPiece(m.version, index, start, end).finally(() => {
-        piecesInFlight--;
-        waiting.shift()?.();
-      });
-    };
-    if (piecesInFlight < PIECES_IN_FLIGHT && waiting.length === 0) return run();
-    return new Promise<void>((resolve) => waiting.push(resolve)).then(run);
-  };
+  const failed = (index: number, problem: string): CheckedChunk => ({
+    index,
+    bytes: null,
+    problem,
+    release: () => {},
+  });
   const check = (index: number): Promise<CheckedChunk> => {
     const expected = chunkLength(m, index);
-    // Every command at once: they travel pipelined on the connection, replies in order.
-    const length = store.chunkLength(m.version, index);
-    const reads: Promise<Buffer>[] = [];
-    for (let at = 0; at < expected; at += READ_PIECE_BYTES)
-      reads.push(readPiece(index, at, Math.min(expected, at + READ_PIECE_BYTES) - 1));
-    // Awaited in turn below; until then (or if a problem ends the chunk early) a rejection is not "unhandled".
-    length.catch(() => {});
+    const bytes = acquireBuffer(expected);
+    // Every read at once: they pipeline on the reader's connection, replies in order.
+    const read = store.readChunk(m.version, index, bytes);
     const turn = fed;
     let handedOver = () => {};
     fed = new Promise<void>((resolve) => {
       handedOver = resolve;
     });
-    const bytes = acquireBuffer(expected);
-    // Each piece is copied into the chunk's buffer the moment it arrives, so that no reply buffer
-    // outlives a young-generation collection (old ones wait for a full one): pieces of chunks
-    // read ahead would otherwise sit in memory until their turn to be hashed.
-    const copied = reads.map((read, i) =>
-      read.then((piece) => {
-        const at = i * READ_PIECE_BYTES;
-        // The chunk went (or changed) between STRLEN and this GETRANGE.
-        if (piece.length !== Math.min(READ_PIECE_BYTES, expected - at)) return false;
-        piece.copy(bytes, at);
-        return true;
-      }),
-    );
-    for (const copy of copied) copy.catch(() => {});
     const checked = (async (): Promise<CheckedChunk> => {
-      // The thread reads `bytes` until every piece handed to it is hashed.
-      const hashed: Promise<unknown>[] = [];
+      let hashed: Promise<string> | undefined;
       let passed = false;
       try {
+        const shape = chunkShapeProblem(m, index, await read);
+        if (shape) return failed(index, shape);
         await turn;
-        const shape = chunkShapeProblem(m, index, await length);
-        if (shape) return { index, bytes: null, problem: shape };
-        for (const [i, copy] of copied.entries()) {
-          if (!(await copy))
-            return { index, bytes: null, problem: `chunk ${index} of ${m.chunks} changed while being read` };
-          const at = i * READ_PIECE_BYTES;
-          hashed.push(session.update(bytes.subarray(at, Math.min(expected, at + READ_PIECE_BYTES))));
-        }
-        const sha1 = session.chunkDigest();
-        hashed.push(sha1);
+        hashed = session.chunk(bytes);
         handedOver();
-        await Promise.all(hashed);
-        const problem = hashProblem(m, index, await sha1);
-        passed = problem === undefined;
-        return passed ? { index, bytes } : { index, bytes: null, problem };
+        const problem = hashProblem(m, index, await hashed);
+        if (problem) return failed(index, problem);
+        passed = true;
+        return { index, bytes, release: () => releaseBuffer(bytes) };
       } finally {
         handedOver();
-        // Also after a failure: copies still arriving, and hashes under way, use the buffer.
-        if (!passed) void Promise.allSettled([...copied, ...hashed]).then(() => releaseBuffer(bytes));
+        // The read has settled here (the store no longer writes into the buffer); a hash may not have.
+        if (!passed) void Promise.allSettled([hashed]).then(() => releaseBuffer(bytes));
       }
     })();
     checked.catch(() => {});
@@ -516,7 +473,6 @@ export async function* readCheckedChunks(
   };
   const window: Promise<CheckedChunk>[] = [];
   let next = range.from;
-  let lent: Buffer | null = null;
   try {
     while (next <= range.to || window.length > 0) {
       while (window.length < range.parallelism && next <= range.to) window.push(check(next++));
@@ -529,29 +485,18 @@ export async function* readCheckedChunks(
         finished = true;
         const sha1 = await session.finish();
         if (sha1 !== m.sha1) {
-          if (item.bytes) releaseBuffer(item.bytes);
-          yield {
-            index: item.index,
-            bytes: null,
-            problem: `whole-file SHA-1 is ${sha1}, expected ${m.sha1}`,
-          };
+          item.release();
+          yield failed(item.index, `whole-file SHA-1 is ${sha1}, expected ${m.sha1}`);
           return;
         }
       }
-      lent = item.bytes;
       yield item;
-      // The consumer is done with it.
-      if (lent) releaseBuffer(lent);
-      lent = null;
     }
   } finally {
-    if (lent) releaseBuffer(lent);
     // Chunks read ahead that nobody will consume give their buffers back once settled.
     for (const ahead of window)
       ahead.then(
-        (item) => {
-          if (item.bytes) releaseBuffer(item.bytes);
-        },
+        (item) => item.release(),
         () => {},
       );
     if (!finished) session.drop();

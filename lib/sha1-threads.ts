@@ -109,10 +109,19 @@ function call(thread: Thread, message: Record<string, unknown>): Promise<Reply> 
 }
 
 // Shared buffers, reused: allocating (and faulting in) megabytes per chunk costs more than
-// hashing them. Up to this many idle bytes are kept for the next chunk.
-const POOL_MAX_IDLE_BYTES = 32 * 1024 * 1024;
+// hashing them, and a dropped one lingers until both this thread and the hashing thread have
+// collected garbage. Up to poolMaxIdleBytes idle bytes are kept for the next chunk.
+let poolMaxIdleBytes = 32 * 1024 * 1024;
 const idle: SharedArrayBuffer[] = [];
 let idleBytes = 0;
+
+/**
+ * Keeps at least `bytes` of idle buffers for reuse: a transfer's whole working set, so that one
+ * transfer after another allocates nothing.
+ */
+export function keepIdleBuffers(bytes: number): void {
+  poolMaxIdleBytes = Math.max(poolMaxIdleBytes, bytes);
+}
 
 /** A buffer of `size` bytes backed by shared memory, for a chunk that will be hashed; see releaseBuffer. */
 export function acquireBuffer(size: number): Buffer {
@@ -130,7 +139,7 @@ export function acquireBuffer(size: number): Buffer {
 export function releaseBuffer(buffer: Buffer): void {
   const shared = buffer.buffer;
   if (!(shared instanceof SharedArrayBuffer) || idle.includes(shared)) return;
-  if (idleBytes + shared.byteLength > POOL_MAX_IDLE_BYTES) return;
+  if (idleBytes + shared.byteLength > poolMaxIdleBytes) return;
   idle.push(shared);
   idleBytes += shared.byteLength;
 }

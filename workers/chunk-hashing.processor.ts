@@ -24,13 +24,16 @@ export const chunkHashingProcessor: ProcessorFactory = ({ config, fileStore }) =
       let problem: string | undefined;
       let lastProgress = 0;
       // Each chunk's SHA-1 and the whole file's, hashed on a worker thread as chunks arrive.
-      for await (const { index, problem: found } of readCheckedChunks(store, manifest, {
+      for await (const chunk of readCheckedChunks(store, manifest, {
         from: 0,
         to: manifest.chunks - 1,
         whole: true,
         parallelism: store.settings.parallelism,
       })) {
-        problem = found;
+        // Checked is all this needs: the bytes go back to the pool at once.
+        chunk.release();
+        const { index } = chunk;
+        problem = chunk.problem;
         if (problem) break;
         const now = performance.now();
         if (now - lastProgress >= PROGRESS_EVERY_MS || index === manifest.chunks - 1) {

@@ -3,6 +3,7 @@
 // each upload. Also the compatibility routes of the older file API (/upload, /download).
 
 import type { HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { AppError } from "../../lib/errors.js";
@@ -270,11 +271,20 @@ async function download(c: Context<AppEnv>, name: string): Promise<Response> {
     ifRange: c.req.header("If-Range"),
     log: c.get("log"),
   });
-  // @hono/node-server never reads (nor cancels) the body of a response whose client is already
-  // gone; the socket's close is what stops the read-ahead and frees the lease then. After a
-  // complete response it changes nothing.
-  (c.env as Partial<HttpBindings> | undefined)?.outgoing?.once("close", file.abort);
-  return file.body ? c.body(file.body, file.status, file.headers) : c.body(null, file.status, file.headers);
+  const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
+  if (!file.sendTo || !file.stream) return c.body(null, file.status, file.headers);
+  if (!outgoing) return c.body(file.stream(), file.status, file.headers);
+  // Under @hono/node-server the bytes go to Node's response directly: the chunk buffers are
+  // written as they are and reused once the socket has taken them, where a web stream would
+  // need a copy of every byte. The answer (its status and headers, X-Request-Id included) is
+  // still returned for the access log, marked as sent.
+  // The socket's close also stops the read-ahead and frees the lease of a client already gone.
+  outgoing.once("close", file.abort);
+  const answer = c.body(null, file.status, file.headers);
+  outgoing.writeHead(answer.status, Object.fromEntries(answer.headers));
+  void file.sendTo(outgoing);
+  for (const [key, value] of RESPONSE_ALREADY_SENT.headers) answer.headers.set(key, value);
+  return answer;
 }
 
 const info = (m: FileManifest) => ({

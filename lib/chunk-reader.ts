@@ -1,0 +1,185 @@
+// Reads file chunks from the file store straight into the caller's buffers: a second connection
+// to the same server as an ioredis client, speaking just enough RESP for GET.
+//
+// Why not ioredis: it allocates every reply twice before the caller sees it (a buffer per socket
+// read, then the parsed reply), so a download of 1 GiB leaves about 2 GiB of dead buffers behind,
+// which V8 collects late and glibc keeps: the API's RSS. Here the socket reads into one fixed
+// buffer (net's `onread`), and each reply's bytes are copied once, into the pooled chunk buffer
+// that will be hashed and sent. Over TLS (no `onread` there) the socket's own buffers are used,
+// still without a second copy.
+//
+// Replies come back in request order on the one connection, so requests pipeline freely. A lost
+// connection fails every request in flight (ECONNRESET: a dependency outage, 503 to a client);
+// the next request connects again.
+import net from "node:net";
+import tls from "node:tls";
+import type { Redis } from "ioredis";
+
+const READ_BUFFER_BYTES = 256 * 1024;
+/** Longer header lines (error messages) are cut to this; anything else is this short. */
+const MAX_LINE_BYTES = 4096;
+const LF = 10;
+
+export interface ChunkReader {
+  /**
+   * GET `key` into `target`: resolves to the stored value's length, 0 when there is no such key.
+   * The bytes are copied into `target` only when that length is target.length (else skipped), and
+   * `target` is not touched once the promise has settled.
+   */
+  read(key: string, target: Buffer): Promise<number>;
+  /** Closes the connection; requests in flight fail. */
+  close(): void;
+}
+
+interface Request {
+  /** Where a bulk reply's bytes go; null for AUTH and SELECT. */
+  target: Buffer | null;
+  resolve(length: number): void;
+  reject(err: Error): void;
+}
+
+const connectionError = (message: string, code = "ECONNRESET") =>
+  Object.assign(new Error(`file store: ${message}`), { code });
+
+const command = (...args: string[]): string =>
+  `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
+
+/** One connection and its reply parser. */
+class Connection {
+  readonly socket: net.Socket;
+  private readonly requests: Request[] = [];
+  /** Why the connection is unusable, once it is. */
+  failed: Error | undefined;
+  // Parser state: a header line being read, or `remaining` payload bytes, then `skip` (CRLF).
+  private line = "";
+  private length = 0;
+  private remaining = 0;
+  private into: Buffer | null = null;
+  private at = 0;
+  private skip = 0;
+
+  constructor(redis: Redis) {
+    const o = redis.options;
+    const readBuffer = o.tls ? undefined : Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    const target = o.path
+      ? { path: o.path }
+      : { host: o.host ?? "127.0.0.1", port: o.port ?? 6379, family: o.family ?? 0 };
+    this.socket = o.tls
+      ? tls.connect({ ...target, ...o.tls })
+      : net.connect({
+          ...target,
+          onread: {
+            buffer: readBuffer as Buffer,
+            callback: (n: number, buf: Uint8Array) => {
+              this.feed(buf as Buffer, n);
+              return true;
+            },
+          },
+        });
+    if (o.tls) this.socket.on("data", (b: Buffer) => this.feed(b, b.length));
+    this.socket.setNoDelay(true);
+    // Idle, it keeps no process alive; busy, the server or worker using it does.
+    this.socket.unref();
+    const connectTimeout = o.connectTimeout ?? 10_000;
+    this.socket.setTimeout(connectTimeout, () =>
+      this.fail(connectionError(`no connection after ${connectTimeout} ms`, "ETIMEDOUT")),
+    );
+    this.socket.once(o.tls ? "secureConnect" : "connect", () => this.socket.setTimeout(0));
+    this.socket.on("error", (err) => this.fail(err));
+    this.socket.on("close", () => this.fail(connectionError("connection closed")));
+    // A refused AUTH or SELECT fails the connection at once, and so every read on it, with its reason.
+    const setUp = (text: string) => {
+      this.requests.push({ target: null, resolve: () => {}, reject: (err) => this.fail(err) });
+      this.socket.write(text);
+    };
+    if (o.password) setUp(command("AUTH", ...(o.username ? [o.username] : []), o.password));
+    if (o.db) setUp(command("SELECT", String(o.db)));
+  }
+
+  send(text: string, target: Buffer | null): Promise<number> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      this.requests.push({ target, resolve, reject });
+      this.socket.write(text);
+    });
+  }
+
+  fail(err: Error): void {
+    if (!this.failed) this.failed = err;
+    this.socket.destroy();
+    for (const r of this.requests.splice(0)) r.reject(this.failed);
+  }
+
+  /** Parses `n` bytes of `buf`. */
+  private feed(buf: Buffer, n: number): void {
+    let i = 0;
+    while (i < n && !this.failed) {
+      if (this.remaining > 0) {
+        const take = Math.min(this.remaining, n - i);
+        if (this.into) buf.copy(this.into, this.at, i, i + take);
+        this.at += take;
+        this.remaining -= take;
+        i += take;
+        if (this.remaining === 0) this.skip = 2;
+      } else if (this.skip > 0) {
+        const take = Math.min(this.skip, n - i);
+        this.skip -= take;
+        i += take;
+        if (this.skip === 0) this.settle(this.length);
+      } else {
+        let end = i;
+        while (end < n && buf[end] !== LF) end++;
+        if (this.line.length < MAX_LINE_BYTES) this.line += buf.toString("latin1", i, end);
+        i = end;
+        if (end < n) {
+          i++;
+          const line = this.line.endsWith("\r") ? this.line.slice(0, -1) : this.line;
+          this.line = "";
+          this.header(line);
+        }
+      }
+    }
+  }
+
+  private header(line: string): void {
+    const kind = line[0];
+    const rest = line.slice(1);
+    const length = Number(rest);
+    if (kind === "+") this.settle(0);
+    else if (kind === "-") this.requests.shift()?.reject(new Error(`file store: ${rest}`));
+    else if (kind === "$" && length === -1) this.settle(0);
+    else if (kind === "$" && Number.isSafeInteger(length) && length >= 0) {
+      const target = this.requests[0]?.target ?? null;
+      this.length = length;
+      this.into = target && target.length === length ? target : null;
+      this.at = 0;
+      this.remaining = length;
+      if (length === 0) this.skip = 2;
+    } else this.fail(connectionError(`unexpected reply ${JSON.stringify(line.slice(0, 40))}`));
+  }
+
+  private settle(length: number): void {
+    this.into = null;
+    this.requests.shift()?.resolve(length);
+  }
+}
+
+/** A reader on the server (and database, credentials, TLS) that `redis` is configured for. */
+export function createChunkReader(redis: Redis): ChunkReader {
+  let connection: Connection | undefined;
+  const keyPrefix = redis.options.keyPrefix ?? "";
+  const reader: ChunkReader = {
+    read(key, target) {
+      // A failed connection is replaced at once: an outage answers fast, a recovery is seen fast.
+      if (!connection || connection.failed) connection = new Connection(redis);
+      return connection.send(command("GET", keyPrefix + key), target);
+    },
+    close() {
+      connection?.fail(connectionError("reader closed"));
+      connection = undefined;
+    },
+  };
+  // Lives as long as the client it mirrors.
+  redis.once("end", reader.close);
+  return reader;
+}
