@@ -1,14 +1,14 @@
-// Bull Board over every queue of the registry, served from any working directory.
+// Bull Board over every queue of the registry, served from any working directory. Loaded on
+// its first request (dashboards/index.ts): it is a fifth of an idle API's memory, and most
+// API replicas never serve it.
 import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { HonoAdapter } from "@bull-board/hono";
 import { serveStatic } from "@hono/node-server/serve-static";
-import type { Hono } from "hono";
-import type { AppDeps, AppEnv } from "../api/context.js";
-
-export const BULL_BOARD_PATH = "/admin/queues";
+import { Hono } from "hono";
+import type { AppDeps } from "../api/context.js";
 
 /** The installed @bull-board/ui package, found from this file rather than from the cwd. */
 const bullBoardUiPath = dirname(createRequire(import.meta.url).resolve("@bull-board/ui/package.json"));
@@ -26,8 +26,13 @@ const serveStaticFromAbsoluteRoot: typeof serveStatic = (options) =>
     ...(options?.root === undefined ? {} : { root: resolve(process.cwd(), options.root) }),
   });
 
-export function mountBullBoard(app: Hono<AppEnv>, deps: Pick<AppDeps, "queues">, operatorPagePath: string) {
-  const serverAdapter = new HonoAdapter(serveStaticFromAbsoluteRoot).setBasePath(BULL_BOARD_PATH);
+/** An app serving Bull Board under `basePath`. */
+export function createBullBoardApp(
+  deps: Pick<AppDeps, "queues">,
+  basePath: string,
+  operatorPagePath: string,
+): Hono {
+  const serverAdapter = new HonoAdapter(serveStaticFromAbsoluteRoot).setBasePath(basePath);
   createBullBoard({
     // The Queues carry the configured QUEUE_PREFIX, which BullMQAdapter reads from them.
     queues: deps.queues.names.map((name) => new BullMQAdapter(deps.queues.get(name))),
@@ -41,5 +46,5 @@ export function mountBullBoard(app: Hono<AppEnv>, deps: Pick<AppDeps, "queues">,
       },
     },
   });
-  app.route(BULL_BOARD_PATH, serverAdapter.registerPlugin());
+  return new Hono().route(basePath, serverAdapter.registerPlugin());
 }

@@ -1,13 +1,14 @@
 // Operator surfaces mounted into the API process: Bull Board at /admin/queues and the
 // operator page at /dashboard, both behind HTTP Basic credentials.
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../api/context.js";
-import { BULL_BOARD_PATH, mountBullBoard } from "./bull-board.js";
 import { operatorAuth, resolveOperatorCredentials, sameOriginWrites } from "./operator-auth.js";
 import { OPERATOR_PAGE_PATH, operatorPageRoutes } from "./operator-page.js";
 
-export { BULL_BOARD_PATH } from "./bull-board.js";
 export { OPERATOR_PAGE_PATH } from "./operator-page.js";
+
+export const BULL_BOARD_PATH = "/admin/queues";
 
 export function mountDashboards(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   const credentials = resolveOperatorCredentials(deps);
@@ -31,5 +32,17 @@ export function mountDashboards(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
     app.use(`${path}/*`, sameOriginWrites);
   }
   app.route(OPERATOR_PAGE_PATH, operatorPageRoutes({ bullBoardPath: BULL_BOARD_PATH }));
-  mountBullBoard(app, deps, OPERATOR_PAGE_PATH);
+  // Bull Board is loaded and built on its first request (behind the same auth); a failed load
+  // is tried again by the next one.
+  let board: Promise<Hono> | undefined;
+  app.all(`${BULL_BOARD_PATH}/*`, async (c) => {
+    board ??= import("./bull-board.js").then(
+      (m) => m.createBullBoardApp(deps, BULL_BOARD_PATH, OPERATOR_PAGE_PATH),
+      (err: unknown) => {
+        board = undefined;
+        throw err;
+      },
+    );
+    return (await board).fetch(c.req.raw, c.env);
+  });
 }
