@@ -676,6 +676,18 @@ describe("over real HTTP", () => {
     expect(head.body.length).toBe(0);
   });
 
+  it("answers a Range across chunks with 206 and exactly those bytes, X-Request-Id included", async () => {
+    const name = uniqueName("range-http");
+    const bytes = randomBytes(10_000);
+    await store(t, name, bytes);
+    const res = await request(served.port, "GET", path(name), { headers: { Range: "bytes=1000-5000" } });
+    expect(res.status).toBe(206);
+    expect(res.complete).toBe(true);
+    expect(res.headers["content-range"]).toBe("bytes 1000-5000/10000");
+    expect(res.headers["x-request-id"]).toMatch(/^req_/);
+    expect(res.body.equals(bytes.subarray(1000, 5001))).toBe(true);
+  });
+
   it("gives every key in the file store a TTL, leases of running downloads included", async () => {
     const name = uniqueName("ttl");
     await store(t, name, randomBytes(10_000));
@@ -799,6 +811,46 @@ describe("overwrite, concurrency and aborts (64 KiB chunks)", () => {
     await store(big, name, randomBytes(KIB));
     expect(await chunkKeysOf(big, oldVersion)).toEqual([]);
     expect((await big.app.request(path(name), { method: "DELETE" })).status).toBe(204);
+  });
+
+  it("keeps a chunk's pooled buffer from other downloads until a stalled socket has sent it", async () => {
+    // A chunk size of its own: the pool's buffers fit only this context's chunks, so a buffer
+    // given back too early (while the socket still holds it) is the very next one reused.
+    const own = await createTestContext({ FILE_CHUNK_SIZE: "100003" });
+    const ownServed = await listen(own);
+    try {
+      const a = randomBytes(24 * MIB);
+      const b = randomBytes(MIB);
+      await store(own, "stalled", a);
+      await store(own, "other", b);
+      const body = await new Promise<Buffer>((resolve, reject) => {
+        const req = http.get(
+          { host: "127.0.0.1", port: ownServed.port, path: path("stalled"), agent: false },
+          (res) => {
+            // Not read until another download has run: the server's writes back up meanwhile.
+            res.pause();
+            const parts: Buffer[] = [];
+            res.on("data", (d: Buffer) => parts.push(d));
+            res.on("end", () => resolve(Buffer.concat(parts)));
+            res.on("error", reject);
+            // Long enough for the server to fill the socket's buffers and wait on a write.
+            void new Promise((r) => setTimeout(r, 500))
+              .then(() => request(ownServed.port, "GET", path("other")))
+              .then((other) => {
+                expect(sha1(other.body)).toBe(sha1(b));
+                res.resume();
+              }, reject);
+          },
+        );
+        req.on("error", reject);
+      });
+      expect(body.length).toBe(a.length);
+      expect(sha1(body)).toBe(sha1(a));
+    } finally {
+      await ownServed.close();
+      await dropKeys(own);
+      await own.close();
+    }
   });
 
   it("ends two simultaneous uploads of one name with one whole file, never a mixture", async () => {
