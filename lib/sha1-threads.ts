@@ -2,10 +2,11 @@
 // moving bytes between HTTP and the store. Every byte of a file is hashed twice (its chunk, and
 // the whole file); on the main thread that would cost about as much CPU as all the I/O.
 //
-// Chunks reach a thread through SharedArrayBuffers: an upload fills shared buffers from this
-// module's pool, so the thread reads them in place; any other chunk (a reply from the store) is
-// copied into a pooled shared buffer first. Nothing is transferred: a transferred buffer comes
-// back as new external memory, which makes V8 collect garbage far more often.
+// Chunks reach a thread through SharedArrayBuffers from this module's pool, which the thread
+// reads in place: an upload fills them from the request, a download or a verification reads
+// chunks from the store straight into them. Any other buffer is copied into one first. Nothing
+// is transferred: a transferred buffer comes back as new external memory, which makes V8 collect
+// garbage far more often.
 //
 // A session hashes one file's chunks in order on one thread: each chunk's SHA-1, and the whole
 // file's running SHA-1 for finish().
@@ -17,34 +18,21 @@ import { Worker } from "node:worker_threads";
 const THREAD_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
-// session -> { chunk: the running SHA-1 of the current chunk, whole: the whole file's (if kept) }
+// session -> the whole file's running SHA-1 (sessions that keep one)
 const sessions = new Map();
-const stateOf = (m) => {
-  let s = sessions.get(m.session);
-  if (!s) sessions.set(m.session, (s = { chunk: undefined, whole: undefined }));
-  return s;
-};
 parentPort.on("message", (m) => {
   try {
-    if (m.op === "chunk" || m.op === "update") {
+    if (m.op === "chunk") {
       const bytes = new Uint8Array(m.buffer, m.offset, m.length);
-      const s = stateOf(m);
-      if (m.whole) (s.whole ||= createHash("sha1")).update(bytes);
-      if (m.op === "update") {
-        (s.chunk ||= createHash("sha1")).update(bytes);
-        parentPort.postMessage({ id: m.id });
-      } else {
-        parentPort.postMessage({ id: m.id, digest: createHash("sha1").update(bytes).digest("hex") });
+      if (m.whole) {
+        if (!sessions.has(m.session)) sessions.set(m.session, createHash("sha1"));
+        sessions.get(m.session).update(bytes);
       }
-    } else if (m.op === "digest") {
-      const s = stateOf(m);
-      const digest = (s.chunk || createHash("sha1")).digest("hex");
-      s.chunk = undefined;
-      parentPort.postMessage({ id: m.id, digest });
+      parentPort.postMessage({ id: m.id, digest: createHash("sha1").update(bytes).digest("hex") });
     } else if (m.op === "finish") {
-      const s = stateOf(m);
+      const whole = sessions.get(m.session) || createHash("sha1");
       sessions.delete(m.session);
-      parentPort.postMessage({ id: m.id, digest: (s.whole || createHash("sha1")).digest("hex") });
+      parentPort.postMessage({ id: m.id, digest: whole.digest("hex") });
     } else if (m.op === "drop") {
       sessions.delete(m.session);
     }
@@ -147,13 +135,6 @@ export function releaseBuffer(buffer: Buffer): void {
 export interface Sha1Session {
   /** The chunk's SHA-1, also fed to the whole-file SHA-1 when the session keeps one. Chunks in order. */
   chunk(bytes: Buffer): Promise<string>;
-  /**
-   * Feeds the next piece of the current chunk (and of the whole file, when the session keeps
-   * it); chunkDigest() ends the chunk. Pieces in order. Resolves once the piece is hashed.
-   */
-  update(bytes: Buffer): Promise<void>;
-  /** The SHA-1 of the pieces fed since the last chunk ended; starts the next chunk. */
-  chunkDigest(): Promise<string>;
   /** The whole file's SHA-1; ends the session. */
   finish(): Promise<string>;
   /** Ends the session without a digest (a failed transfer). */
@@ -166,13 +147,13 @@ export function openSha1Session(opts: { whole: boolean }): Sha1Session {
   const session = nextSession++;
   let dropped = false;
   /** Sends `bytes` to the thread in place (shared) or copied into a pooled shared buffer. */
-  const send = async (op: "chunk" | "update", bytes: Buffer): Promise<Reply> => {
+  const send = async (bytes: Buffer): Promise<Reply> => {
     const shared = bytes.buffer instanceof SharedArrayBuffer;
     const view = shared ? bytes : acquireBuffer(bytes.length);
     if (!shared) bytes.copy(view);
     try {
       return await call(thread, {
-        op,
+        op: "chunk",
         session,
         whole: opts.whole,
         buffer: view.buffer,
@@ -188,15 +169,7 @@ export function openSha1Session(opts: { whole: boolean }): Sha1Session {
       // After a drop, chunks the caller had already queued are not hashed (nor would they
       // restart the whole-file state on the thread).
       if (dropped) return "";
-      return (await send("chunk", bytes)).digest ?? "";
-    },
-    async update(bytes) {
-      if (dropped) return;
-      await send("update", bytes);
-    },
-    async chunkDigest() {
-      if (dropped) return "";
-      return (await call(thread, { op: "digest", session })).digest ?? "";
+      return (await send(bytes)).digest ?? "";
     },
     async finish() {
       return (await call(thread, { op: "finish", session })).digest ?? "";
