@@ -3,7 +3,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uniquePrefix } from "../test/helpers/context.js";
 import { type PrivateRedis, startPrivateRedis } from "../test/helpers/redis-server.js";
-import { createChunkReader } from "./chunk-reader.js";
+import { chunkReaderFor, createChunkReader } from "./chunk-reader.js";
 import { loadTestEnv } from "./config.js";
 import { isDependencyDown } from "./errors.js";
 import { deleteKeys } from "./redis.js";
@@ -64,6 +64,13 @@ describe("chunk reader", () => {
     await expect(wrong).rejects.toThrow(/WRONGTYPE/);
     expect(await next).toBe(4);
     reader.close();
+  });
+
+  it("is shared by every file store on one client", () => {
+    expect(chunkReaderFor(redis)).toBe(chunkReaderFor(redis));
+    expect(chunkReaderFor(redis)).not.toBe(
+      chunkReaderFor(new Redis(env.TEST_REDIS_URL, { lazyConnect: true })),
+    );
   });
 
   it("applies the client's key prefix", async () => {

@@ -164,11 +164,27 @@ class Connection {
   }
 }
 
-/** A reader on the server (and database, credentials, TLS) that `redis` is configured for. */
+const readers = new WeakMap<Redis, ChunkReader>();
+
+/**
+ * The reader on the server (and database, credentials, TLS) that `redis` is configured for: one
+ * per client, closed when the client ends.
+ */
+export function chunkReaderFor(redis: Redis): ChunkReader {
+  let reader = readers.get(redis);
+  if (!reader) {
+    reader = createChunkReader(redis);
+    readers.set(redis, reader);
+    redis.once("end", reader.close);
+  }
+  return reader;
+}
+
+/** A reader of its own on the server `redis` is configured for; see chunkReaderFor. */
 export function createChunkReader(redis: Redis): ChunkReader {
   let connection: Connection | undefined;
   const keyPrefix = redis.options.keyPrefix ?? "";
-  const reader: ChunkReader = {
+  return {
     read(key, target) {
       // A failed connection is replaced at once: an outage answers fast, a recovery is seen fast.
       if (!connection || connection.failed) connection = new Connection(redis);
@@ -179,7 +195,4 @@ export function createChunkReader(redis: Redis): ChunkReader {
       connection = undefined;
     },
   };
-  // Lives as long as the client it mirrors.
-  redis.once("end", reader.close);
-  return reader;
 }

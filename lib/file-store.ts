@@ -16,7 +16,7 @@
 // such reader deletes them when it finishes (or the TTL does, if that reader died).
 import type { Writable } from "node:stream";
 import { Command, type Redis } from "ioredis";
-import { createChunkReader } from "./chunk-reader.js";
+import { chunkReaderFor } from "./chunk-reader.js";
 import { randomId } from "./ids.js";
 import { scanKeys } from "./redis.js";
 import { acquireBuffer, keepIdleBuffers, openSha1Session, releaseBuffer } from "./sha1-threads.js";
@@ -268,7 +268,7 @@ export function createFileStore(redis: Redis, keyPrefix: string, settings: FileS
     leases: (name: string) => `${keyPrefix}r:${name}`,
   };
 
-  const reader = createChunkReader(redis);
+  const reader = chunkReaderFor(redis);
   // A transfer holds parallelism + 1 chunk buffers: an upload's writes in flight and the chunk
   // filling, a download's chunks read ahead and the one being sent (api/file-streams.ts).
   keepIdleBuffers(settings.chunkSize * (settings.parallelism + 1));
