@@ -73,6 +73,16 @@ describe("chunk reader", () => {
     );
   });
 
+  it("reads on, as ioredis does, when given a password the server does not ask for", async () => {
+    const withPassword = new Redis(env.TEST_REDIS_URL.replace("redis://", "redis://:unneeded@"), {
+      lazyConnect: true,
+    });
+    await redis.set(`${prefix}:plain`, "xyz");
+    const target = Buffer.alloc(3);
+    expect(await createChunkReader(withPassword).read(`${prefix}:plain`, target)).toBe(3);
+    expect(target.toString()).toBe("xyz");
+  });
+
   it("applies the client's key prefix", async () => {
     const prefixed = new Redis(env.TEST_REDIS_URL, { keyPrefix: `${prefix}:p:` });
     const reader = createChunkReader(prefixed);

@@ -89,7 +89,11 @@ class Connection {
     this.socket.on("close", () => this.fail(connectionError("connection closed")));
     // A refused AUTH or SELECT fails the connection at once, and so every read on it, with its reason.
     const setUp = (text: string) => {
-      this.requests.push({ target: null, resolve: () => {}, reject: (err) => this.fail(err) });
+      const reject = (err: Error) => {
+        // A password the server does not ask for: ioredis warns and goes on, and so does this.
+        if (!/without any password configured|no password is set/.test(err.message)) this.fail(err);
+      };
+      this.requests.push({ target: null, resolve: () => {}, reject });
       this.socket.write(text);
     };
     if (o.password) setUp(command("AUTH", ...(o.username ? [o.username] : []), o.password));
