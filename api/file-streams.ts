@@ -344,6 +344,9 @@ export async function openDownload(
     const stop = () => {
       stopped = true;
       release();
+      // The first chunk, when nothing ever asked for it (a client gone before the body started).
+      pending?.release();
+      pending = undefined;
       void chunks.return(undefined);
     };
     let sentLast = false;
