@@ -1,4 +1,7 @@
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../api/app.js";
 import { createDatabase } from "../db/client.js";
@@ -281,6 +284,28 @@ describe("dashboards with operator credentials", () => {
     }
     // And after the cwd moved again, as it would for a process that chdirs after start.
     await expectAssetsServed(app);
+  });
+
+  it("hands Bull Board a JSON body intact over real HTTP (adding a job)", async () => {
+    const server = serve({ fetch: t.app.fetch, port: 0, hostname: "127.0.0.1" });
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const name = `probe-${randomUUID()}`;
+    const queue = t.deps.queues.get("chunk-hashing");
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/admin/queues/api/queues/chunk-hashing/add`, {
+        method: "POST",
+        headers: { ...ops, "content-type": "application/json", origin: `http://127.0.0.1:${port}` },
+        body: JSON.stringify({ name, data: { hello: 1 } }),
+      });
+      expect(res.status, await res.text()).toBeLessThan(300);
+      const jobs = await queue.getJobs(["waiting", "paused", "delayed"]);
+      const added = jobs.find((j) => j.name === name);
+      expect(added?.data).toEqual({ hello: 1 });
+      await added?.remove();
+    } finally {
+      await new Promise((done) => server.close(done));
+    }
   });
 
   it("refuses queue actions that come from another site", async () => {

@@ -36,13 +36,19 @@ export function mountDashboards(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   // is tried again by the next one.
   let board: Promise<Hono> | undefined;
   app.all(`${BULL_BOARD_PATH}/*`, async (c) => {
-    board ??= import("./bull-board.js").then(
-      (m) => m.createBullBoardApp(deps, BULL_BOARD_PATH, OPERATOR_PAGE_PATH),
-      (err: unknown) => {
+    board ??= import("./bull-board.js")
+      .then((m) => m.createBullBoardApp(deps, BULL_BOARD_PATH, OPERATOR_PAGE_PATH))
+      .catch((err: unknown) => {
         board = undefined;
         throw err;
-      },
-    );
-    return (await board).fetch(c.req.raw, c.env);
+      });
+    // A body is handed on as the app read it (a JSON body is already in Hono's cache, and Node's
+    // request behind c.req.raw is spent).
+    const method = c.req.method;
+    const request =
+      method === "GET" || method === "HEAD"
+        ? c.req.raw
+        : new Request(c.req.raw, { body: await c.req.arrayBuffer() });
+    return (await board).fetch(request, c.env);
   });
 }
