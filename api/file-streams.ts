@@ -2,6 +2,7 @@
 // arrives (never buffered whole), a download is read back chunk by chunk, each chunk checked
 // against its SHA-1 before a byte of it is sent.
 import type { ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { AppError } from "../lib/errors.js";
 import {
   type CheckedChunk,
@@ -191,14 +192,21 @@ export async function receiveUpload(
   }
 }
 
-/** Resolves once the socket has taken `bytes` (so they may be reused); rejects if it is gone first. */
-function writeAndWait(out: ServerResponse, bytes: Buffer): Promise<void> {
+/**
+ * Resolves once the socket has taken `bytes` (so they may be reused); rejects if the connection
+ * closes first. A write may never call back then: not when the socket was destroyed mid-write,
+ * nor when this response still waited behind an earlier one on the connection (HTTP pipelining,
+ * where the response itself never closes). Once the connection is closed, nothing reads `bytes`.
+ */
+function writeAndWait(out: ServerResponse, connection: Socket, bytes: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    // A socket destroyed mid-write may never call back; once it is closed, nothing reads `bytes`.
     const gone = () => reject(new Error("the client went away"));
+    if (connection.closed) return gone();
     out.once("close", gone);
+    connection.once("close", gone);
     out.write(bytes, (err) => {
       out.off("close", gone);
+      connection.off("close", gone);
       if (err) reject(err);
       else resolve();
     });
@@ -241,7 +249,7 @@ export interface Download {
    * Writes the bytes to a Node response whose head is written, without copying them, and ends
    * it; cuts the connection on damage. Absent for HEAD; use either this or stream(), once.
    */
-  sendTo?: (out: ServerResponse) => Promise<void>;
+  sendTo?: (out: ServerResponse, connection: Socket) => Promise<void>;
   /** The bytes as a web stream, copied (for a fetch-style caller such as app.request). Absent for HEAD. */
   stream?: () => ReadableStream<Uint8Array>;
   /**
@@ -337,6 +345,8 @@ export async function openDownload(
     let pending: CheckedChunk | undefined = (await chunks.next()).value;
     const firstProblem = pending ? pending.problem : "chunk list ended early";
     if (firstProblem) {
+      // The chunks read ahead go back, and the hashing session ends.
+      void chunks.return(undefined);
       await flagCorrupted(store, manifest, firstProblem, log);
       throw corrupted(manifest, firstProblem);
     }
@@ -381,14 +391,15 @@ export async function openDownload(
       stop();
     };
 
-    const sendTo = async (out: ServerResponse) => {
+    const sendTo = async (out: ServerResponse, connection: Socket) => {
       try {
         for (;;) {
+          if (stopped) throw new Error("download stopped");
           const part = await nextPart();
           if (!part) break;
           // Written as it is, no copy; back to the pool once the socket has taken it. Meanwhile
           // readCheckedChunks goes on reading and checking the chunks after it.
-          await writeAndWait(out, part.bytes).finally(part.release);
+          await writeAndWait(out, connection, part.bytes).finally(part.release);
         }
         out.end();
         stop();
@@ -411,9 +422,12 @@ export async function openDownload(
                 stop();
                 return;
               }
-              // A copy: whoever reads the stream may keep it as long as it likes.
-              controller.enqueue(Buffer.from(part.bytes));
-              part.release();
+              try {
+                // A copy: whoever reads the stream may keep it as long as it likes.
+                controller.enqueue(Buffer.from(part.bytes));
+              } finally {
+                part.release();
+              }
             } catch (err) {
               cutShort(err);
               // Erroring the stream makes an HTTP server destroy the socket mid-body.

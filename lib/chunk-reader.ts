@@ -18,6 +18,7 @@ import type { Redis } from "ioredis";
 const READ_BUFFER_BYTES = 256 * 1024;
 /** Longer header lines (error messages) are cut to this; anything else is this short. */
 const MAX_LINE_BYTES = 4096;
+const CR = 13;
 const LF = 10;
 
 export interface ChunkReader {
@@ -78,6 +79,8 @@ class Connection {
         });
     if (o.tls) this.socket.on("data", (b: Buffer) => this.feed(b, b.length));
     this.socket.setNoDelay(true);
+    // A server gone without a word (a dead host) is found by TCP keepalive, as ioredis does.
+    this.socket.setKeepAlive(true, 30_000);
     // Idle, it keeps no process alive; busy, the server or worker using it does.
     this.socket.unref();
     const connectTimeout = o.connectTimeout ?? 10_000;
@@ -126,9 +129,13 @@ class Connection {
         i += take;
         if (this.remaining === 0) this.skip = 2;
       } else if (this.skip > 0) {
-        const take = Math.min(this.skip, n - i);
-        this.skip -= take;
-        i += take;
+        // The CRLF after a payload: anything else means the parser is out of step.
+        if (buf[i] !== (this.skip === 2 ? CR : LF)) {
+          this.fail(connectionError("reply out of step"));
+          return;
+        }
+        this.skip--;
+        i++;
         if (this.skip === 0) this.settle(this.length);
       } else {
         let end = i;
@@ -159,7 +166,10 @@ class Connection {
       this.at = 0;
       this.remaining = length;
       if (length === 0) this.skip = 2;
-    } else this.fail(connectionError(`unexpected reply ${JSON.stringify(line.slice(0, 40))}`));
+    } else {
+      // Not quoted: after a desync the line may be a file's bytes, which never go to a log.
+      this.fail(connectionError(`unexpected reply (${line.length} bytes, not RESP2 status, error or bulk)`));
+    }
   }
 
   private settle(length: number): void {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
+import net from "node:net";
 import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFileStore, fileKeyPrefix, fileStoreSettings } from "../../lib/file-store.js";
@@ -851,6 +852,29 @@ describe("overwrite, concurrency and aborts (64 KiB chunks)", () => {
       await dropKeys(own);
       await own.close();
     }
+  });
+
+  it("releases the leases of pipelined downloads whose connection goes away", async () => {
+    // The second response waits behind the first on the connection; when the connection dies,
+    // Node never closes that response, only the connection.
+    const name = uniqueName("pipelined");
+    await store(big, name, randomBytes(8 * MIB));
+    const s = storeOf(big);
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.connect(served.port, "127.0.0.1", () => {
+        const get = `GET ${path(name)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+        socket.write(get + get);
+      });
+      socket.once("data", () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.on("error", reject);
+    });
+    await eventually(async () =>
+      (await big.deps.fileStore.zcard(s.keys.leases(name))) === 0 ? true : undefined,
+    );
+    expect((await big.app.request(path(name), { method: "DELETE" })).status).toBe(204);
   });
 
   it("ends two simultaneous uploads of one name with one whole file, never a mixture", async () => {

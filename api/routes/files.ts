@@ -271,18 +271,28 @@ async function download(c: Context<AppEnv>, name: string): Promise<Response> {
     ifRange: c.req.header("If-Range"),
     log: c.get("log"),
   });
-  const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
+  const node = c.env as Partial<HttpBindings> | undefined;
   if (!file.sendTo || !file.stream) return c.body(null, file.status, file.headers);
-  if (!outgoing) return c.body(file.stream(), file.status, file.headers);
+  if (!node?.outgoing || !node.incoming) return c.body(file.stream(), file.status, file.headers);
+  const { outgoing } = node;
+  const connection = node.incoming.socket;
   // Under @hono/node-server the bytes go to Node's response directly: the chunk buffers are
   // written as they are and reused once the socket has taken them, where a web stream would
   // need a copy of every byte. The answer (its status and headers, X-Request-Id included) is
   // still returned for the access log, marked as sent.
-  // The socket's close also stops the read-ahead and frees the lease of a client already gone.
-  outgoing.once("close", file.abort);
+  // A client gone (the connection's close: the response's own close never comes for one still
+  // queued behind another) stops the read-ahead and frees the lease; harmless after the end.
+  const done = () => {
+    connection.off("close", done);
+    outgoing.off("close", done);
+    file.abort();
+  };
+  connection.once("close", done);
+  outgoing.once("close", done);
+  if (connection.closed) done();
   const answer = c.body(null, file.status, file.headers);
   outgoing.writeHead(answer.status, Object.fromEntries(answer.headers));
-  void file.sendTo(outgoing);
+  void file.sendTo(outgoing, connection);
   for (const [key, value] of RESPONSE_ALREADY_SENT.headers) answer.headers.set(key, value);
   return answer;
 }
