@@ -1,6 +1,6 @@
-import { type ServerType, serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestContext, type TestContext } from "../test/helpers/context.js";
+import { type ServedApp, serveApp } from "../test/helpers/http.js";
 
 let t: TestContext;
 beforeAll(async () => {
@@ -84,17 +84,13 @@ describe("platform endpoints", () => {
 });
 
 describe("JSON bodies over real HTTP (read straight from Node's request)", () => {
-  let server: ServerType;
+  let served: ServedApp;
   let base: string;
   beforeAll(async () => {
-    await new Promise<void>((resolve) => {
-      server = serve({ fetch: t.app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => {
-        base = `http://127.0.0.1:${info.port}`;
-        resolve();
-      });
-    });
+    served = await serveApp(t.app);
+    base = served.url;
   });
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  afterAll(() => served.close());
 
   const event = {
     type: "ALERT_CREATED",

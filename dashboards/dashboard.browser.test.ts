@@ -2,13 +2,12 @@
 // the real workers ingesting events. Screenshots land in <tmpdir>/conveyor-dashboards/.
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { serve } from "@hono/node-server";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestContext, type TestContext } from "../test/helpers/context.js";
+import { type ServedApp, serveApp } from "../test/helpers/http.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const USER = "ops";
@@ -17,7 +16,7 @@ const SCREENSHOT_DIR = join(tmpdir(), "conveyor-dashboards");
 
 let t: TestContext;
 let browser: Browser;
-let server: ReturnType<typeof serve>;
+let served: ServedApp | undefined;
 let base: string;
 const runId = randomUUID().slice(0, 8);
 
@@ -42,12 +41,8 @@ beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   t = await createTestContext({ ADMIN_USER: USER, ADMIN_PASSWORD: PASSWORD });
   t.startWorkers({ WORKER_QUEUES: "alert-ingestion" });
-  const port = await new Promise<number>((resolve) => {
-    server = serve({ fetch: t.app.fetch, port: 0, hostname: "127.0.0.1" }, (info: AddressInfo) =>
-      resolve(info.port),
-    );
-  });
-  base = `http://127.0.0.1:${port}`;
+  served = await serveApp(t.app);
+  base = served.url;
   // Checkout: acknowledged after 2 and 4 min, one resolved after 30 min. Search: one triggered.
   await send({
     alertId: `${runId}-1`,
@@ -90,7 +85,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  await served?.close();
   await t?.close();
 });
 

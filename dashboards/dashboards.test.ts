@@ -1,13 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { once } from "node:events";
-import type { AddressInfo } from "node:net";
-import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../api/app.js";
 import { createDatabase } from "../db/client.js";
 import { createRedis } from "../lib/redis.js";
 import { createQueueRegistry } from "../queues/registry.js";
 import { createTestContext, type TestContext } from "../test/helpers/context.js";
+import { serveApp } from "../test/helpers/http.js";
 import { createDashboardsApp } from "./dashboards-app.js";
 
 type Requester = { request: (path: string, init?: RequestInit) => Response | Promise<Response> };
@@ -287,15 +285,13 @@ describe("dashboards with operator credentials", () => {
   });
 
   it("hands Bull Board a JSON body intact over real HTTP (adding a job)", async () => {
-    const server = serve({ fetch: t.app.fetch, port: 0, hostname: "127.0.0.1" });
-    await once(server, "listening");
-    const { port } = server.address() as AddressInfo;
+    const served = await serveApp(t.app);
     const name = `probe-${randomUUID()}`;
     const queue = t.deps.queues.get("chunk-hashing");
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/admin/queues/api/queues/chunk-hashing/add`, {
+      const res = await fetch(`${served.url}/admin/queues/api/queues/chunk-hashing/add`, {
         method: "POST",
-        headers: { ...ops, "content-type": "application/json", origin: `http://127.0.0.1:${port}` },
+        headers: { ...ops, "content-type": "application/json", origin: served.url },
         body: JSON.stringify({ name, data: { hello: 1 } }),
       });
       expect(res.status, await res.text()).toBeLessThan(300);
@@ -304,7 +300,7 @@ describe("dashboards with operator credentials", () => {
       expect(added?.data).toEqual({ hello: 1 });
       await added?.remove();
     } finally {
-      await new Promise((done) => server.close(done));
+      await served.close();
     }
   });
 

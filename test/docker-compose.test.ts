@@ -8,7 +8,6 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import type { z } from "zod";
@@ -16,6 +15,7 @@ import { apiConfigSchema, loadTestEnv, rawEnv, workerConfigSchema } from "../lib
 import { createLogger } from "../lib/logger.js";
 import { type RunningWorkers, startWorkers } from "../workers/runtime.js";
 import { createTestContext, eventually, type TestContext, uniquePrefix } from "./helpers/context.js";
+import { serveApp } from "./helpers/http.js";
 import { trackWorker } from "./helpers/workers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -362,16 +362,12 @@ describe("the api health check", () => {
   afterAll(() => t.close());
 
   it("passes against a ready API and fails when it answers 503 or nothing listens", async () => {
-    let server: Server | undefined;
-    const port = await new Promise<number>((resolve) => {
-      server = serve({ fetch: t.app.fetch, port: 0, hostname: "127.0.0.1" }, (info) =>
-        resolve(info.port),
-      ) as Server;
-    });
+    const served = await serveApp(t.app);
+    const { port } = served;
     try {
       expect(await runHealthcheck("api", { PORT: String(port) })).toBe(0);
     } finally {
-      if (server) await closed(server);
+      await served.close();
     }
     expect(await runHealthcheck("api", { PORT: String(port) })).not.toBe(0);
 

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
-import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFileStore, fileKeyPrefix, fileStoreSettings } from "../../lib/file-store.js";
 import { scanKeys } from "../../lib/redis.js";
 import { createTestContext, eventually, type TestContext } from "../../test/helpers/context.js";
+import { type ServedApp, serveApp } from "../../test/helpers/http.js";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -53,26 +53,6 @@ async function store(t: TestContext, name: string, body: Uint8Array): Promise<St
 }
 
 // ------------------------------------------------------------------ real HTTP
-
-interface Served {
-  port: number;
-  close(): Promise<void>;
-}
-
-function listen(t: TestContext): Promise<Served> {
-  return new Promise((resolve) => {
-    const server = serve({ fetch: t.app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => {
-      resolve({
-        port: info.port,
-        close: () =>
-          new Promise<void>((done) => {
-            (server as http.Server).closeAllConnections();
-            server.close(() => done());
-          }),
-      });
-    }) as http.Server;
-  });
-}
 
 interface HttpResult {
   status: number;
@@ -305,7 +285,7 @@ describe("413 past FILE_MAX_BYTES", () => {
 
   it("refuses a chunked body that grows past the limit over real HTTP, and keeps nothing", async () => {
     const before = await keysOf(t);
-    const served = await listen(t);
+    const served = await serveApp(t.app);
     try {
       const name = uniqueName();
       const res = await request(served.port, "PUT", path(name), {
@@ -322,7 +302,7 @@ describe("413 past FILE_MAX_BYTES", () => {
   });
 
   it("refuses a declared Content-Length over the limit before reading the body", async () => {
-    const served = await listen(t);
+    const served = await serveApp(t.app);
     try {
       const res = await request(served.port, "PUT", path(uniqueName()), {
         headers: { "content-length": 4 * MIB + 1 },
@@ -510,9 +490,9 @@ describe("verification on chunk-hashing", () => {
 });
 
 describe("damage found by a download", () => {
-  let served: Served;
+  let served: ServedApp;
   beforeAll(async () => {
-    served = await listen(t);
+    served = await serveApp(t.app);
   });
   afterAll(() => served.close());
 
@@ -585,7 +565,7 @@ describe("damage found by a download", () => {
 
 describe("whole-file SHA-1", () => {
   it("is checked before the last chunk goes out: a manifest whose whole SHA-1 disagrees cuts the download", async () => {
-    const served = await listen(t);
+    const served = await serveApp(t.app);
     try {
       const name = uniqueName("whole");
       const bytes = randomBytes(3 * 1024);
@@ -637,9 +617,9 @@ describe("compatibility routes", () => {
 });
 
 describe("over real HTTP", () => {
-  let served: Served;
+  let served: ServedApp;
   beforeAll(async () => {
-    served = await listen(t);
+    served = await serveApp(t.app);
   });
   afterAll(() => served.close());
 
@@ -713,10 +693,10 @@ describe("over real HTTP", () => {
 
 describe("overwrite, concurrency and aborts (64 KiB chunks)", () => {
   let big: TestContext;
-  let served: Served;
+  let served: ServedApp;
   beforeAll(async () => {
     big = await createTestContext({ FILE_CHUNK_SIZE: String(64 * KIB) });
-    served = await listen(big);
+    served = await serveApp(big.app);
   });
   afterAll(async () => {
     await served.close();
@@ -818,7 +798,7 @@ describe("overwrite, concurrency and aborts (64 KiB chunks)", () => {
     // A chunk size of its own: the pool's buffers fit only this context's chunks, so a buffer
     // given back too early (while the socket still holds it) is the very next one reused.
     const own = await createTestContext({ FILE_CHUNK_SIZE: "100003" });
-    const ownServed = await listen(own);
+    const ownServed = await serveApp(own.app);
     try {
       const a = randomBytes(24 * MIB);
       const b = randomBytes(MIB);
