@@ -12,7 +12,7 @@ import {
   uniquePrefix,
 } from "../test/helpers/context.js";
 import { freePort } from "../test/helpers/processes.js";
-import { type PrivateRedis, startPrivateRedis } from "../test/helpers/redis-server.js";
+import { type RedisServer, startRedisServer } from "../test/helpers/redis-server.js";
 import { createApp } from "./app.js";
 import { buildApiDeps } from "./bootstrap.js";
 import { IDEMPOTENCY_TTL_SECONDS, type JobView, MAX_WAIT_SECONDS } from "./jobs.js";
@@ -370,12 +370,12 @@ describe("job ids", () => {
 });
 
 describe("Redis down", () => {
-  let redis: PrivateRedis;
+  let redis: RedisServer;
   let ctx: TestContext | undefined;
 
   beforeAll(async () => {
     // With AOF as in production, so that a restart keeps what it had.
-    redis = await startPrivateRedis(["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
+    redis = await startRedisServer(["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
     ctx = await createTestContext({ REDIS_URL: redis.url });
   });
   afterAll(async () => {

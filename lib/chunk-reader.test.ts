@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { uniquePrefix } from "../test/helpers/context.js";
-import { type PrivateRedis, startPrivateRedis } from "../test/helpers/redis-server.js";
+import { type RedisServer, startRedisServer } from "../test/helpers/redis-server.js";
 import { chunkReaderFor, createChunkReader } from "./chunk-reader.js";
 import { loadTestEnv } from "./config.js";
 import { isDependencyDown } from "./errors.js";
@@ -95,9 +95,9 @@ describe("chunk reader", () => {
 });
 
 describe("chunk reader on a server of its own", () => {
-  let server: PrivateRedis;
+  let server: RedisServer;
   beforeAll(async () => {
-    server = await startPrivateRedis(["--save", "", "--requirepass", "s3cret"]);
+    server = await startRedisServer(["--save", "", "--requirepass", "s3cret"]);
   });
   afterAll(async () => {
     await server.remove();

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./processes.js";
 
-export interface PrivateRedis {
+export interface RedisServer {
   port: number;
   /** redis://127.0.0.1:{port} */
   url: string;
@@ -21,11 +21,11 @@ export interface PrivateRedis {
 }
 
 /** A redis-server started with `args` on top of a port, 127.0.0.1 and a directory of its own. */
-export async function startPrivateRedis(args: string[] = ["--save", ""]): Promise<PrivateRedis> {
+export async function startRedisServer(args: string[] = ["--save", ""]): Promise<RedisServer> {
   const dir = await mkdtemp(join(tmpdir(), "conveyor-redis-"));
   const port = await freePort();
   let child: ChildProcess | undefined;
-  const server: PrivateRedis = {
+  const server: RedisServer = {
     port,
     url: `redis://127.0.0.1:${port}`,
     get running() {
