@@ -120,6 +120,22 @@ describe("chunk reader on a server of its own", () => {
     reader.close();
   });
 
+  it("fails a read the server leaves unanswered (stopped, its sockets open) as an outage", async () => {
+    const redis = new Redis(`redis://:s3cret@127.0.0.1:${server.port}`, { lazyConnect: true });
+    const reader = createChunkReader(redis, { stallMs: 300 });
+    expect(await reader.read("nothing", Buffer.alloc(1))).toBe(0);
+    server.signal("SIGSTOP");
+    try {
+      const stalled = await reader.read("nothing", Buffer.alloc(1)).catch((err: unknown) => err);
+      expect((stalled as Error).message).toMatch(/no reply for 300 ms/);
+      expect(isDependencyDown(stalled)).toBe(true);
+    } finally {
+      server.signal("SIGCONT");
+    }
+    expect(await reader.read("nothing", Buffer.alloc(1))).toBe(0);
+    reader.close();
+  });
+
   it("fails reads as an outage while the server is down, and reads again once it is back", async () => {
     const redis = new Redis(`redis://:s3cret@127.0.0.1:${server.port}`, {
       lazyConnect: true,

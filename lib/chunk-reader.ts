@@ -9,13 +9,20 @@
 // still without a second copy.
 //
 // Replies come back in request order on the one connection, so requests pipeline freely. A lost
-// connection fails every request in flight (ECONNRESET: a dependency outage, 503 to a client);
-// the next request connects again.
+// connection, or one where a read waits READ_STALL_MS without a byte, fails every request in
+// flight (ECONNRESET, ETIMEDOUT: a dependency outage, 503 to a client); the next request
+// connects again.
 import net from "node:net";
 import tls from "node:tls";
 import type { Redis } from "ioredis";
 
 const READ_BUFFER_BYTES = 256 * 1024;
+/**
+ * A read that sees no byte for this long fails its connection: a 10 MB chunk takes milliseconds,
+ * and a server stopped without closing its sockets would otherwise hold downloads (and their
+ * leases) for as long as TCP keepalive takes to notice, minutes.
+ */
+const READ_STALL_MS = 30_000;
 /** Longer header lines (error messages) are cut to this; anything else is this short. */
 const MAX_LINE_BYTES = 4096;
 const CR = 13;
@@ -59,7 +66,13 @@ class Connection {
   private at = 0;
   private skip = 0;
 
-  constructor(redis: Redis) {
+  private connected = false;
+
+  /** `stallMs`: how long a read may wait without a byte arriving before the connection fails. */
+  constructor(
+    redis: Redis,
+    private readonly stallMs: number,
+  ) {
     const o = redis.options;
     const readBuffer = o.tls ? undefined : Buffer.allocUnsafe(READ_BUFFER_BYTES);
     const target = o.path
@@ -83,11 +96,21 @@ class Connection {
     this.socket.setKeepAlive(true, 30_000);
     // Idle, it keeps no process alive; busy, the server or worker using it does.
     this.socket.unref();
+    // One socket timeout: the connect timeout, then the stall deadline while reads wait (a server
+    // that hangs without closing the connection fails them, ETIMEDOUT: an outage).
     const connectTimeout = o.connectTimeout ?? 10_000;
-    this.socket.setTimeout(connectTimeout, () =>
-      this.fail(connectionError(`no connection after ${connectTimeout} ms`, "ETIMEDOUT")),
+    this.socket.setTimeout(connectTimeout);
+    this.socket.on("timeout", () =>
+      this.fail(
+        this.connected
+          ? connectionError(`no reply for ${stallMs} ms`, "ETIMEDOUT")
+          : connectionError(`no connection after ${connectTimeout} ms`, "ETIMEDOUT"),
+      ),
     );
-    this.socket.once(o.tls ? "secureConnect" : "connect", () => this.socket.setTimeout(0));
+    this.socket.once(o.tls ? "secureConnect" : "connect", () => {
+      this.connected = true;
+      this.watch();
+    });
     this.socket.on("error", (err) => this.fail(err));
     this.socket.on("close", () => this.fail(connectionError("connection closed")));
     // A refused AUTH or SELECT fails the connection at once, and so every read on it, with its reason.
@@ -96,8 +119,7 @@ class Connection {
         // A password the server does not ask for: ioredis warns and goes on, and so does this.
         if (!/without any password configured|no password is set/.test(err.message)) this.fail(err);
       };
-      this.requests.push({ target: null, resolve: () => {}, reject });
-      this.socket.write(text);
+      this.push({ target: null, resolve: () => {}, reject }, text);
     };
     if (o.password) setUp(command("AUTH", ...(o.username ? [o.username] : []), o.password));
     if (o.db) setUp(command("SELECT", String(o.db)));
@@ -105,10 +127,25 @@ class Connection {
 
   send(text: string, target: Buffer | null): Promise<number> {
     if (this.failed) return Promise.reject(this.failed);
-    return new Promise((resolve, reject) => {
-      this.requests.push({ target, resolve, reject });
-      this.socket.write(text);
-    });
+    return new Promise((resolve, reject) => this.push({ target, resolve, reject }, text));
+  }
+
+  private push(request: Request, text: string): void {
+    this.requests.push(request);
+    if (this.requests.length === 1) this.watch();
+    this.socket.write(text);
+  }
+
+  /** The request whose reply has just been read, out of the queue. */
+  private shift(): Request | undefined {
+    const request = this.requests.shift();
+    if (this.requests.length === 0) this.watch();
+    return request;
+  }
+
+  /** The stall deadline runs while a read waits (any byte moved restarts it), not while idle. */
+  private watch(): void {
+    if (this.connected) this.socket.setTimeout(this.requests.length > 0 ? this.stallMs : 0);
   }
 
   fail(err: Error): void {
@@ -157,7 +194,7 @@ class Connection {
     const rest = line.slice(1);
     const length = Number(rest);
     if (kind === "+") this.settle(0);
-    else if (kind === "-") this.requests.shift()?.reject(new Error(`file store: ${rest}`));
+    else if (kind === "-") this.shift()?.reject(new Error(`file store: ${rest}`));
     else if (kind === "$" && length === -1) this.settle(0);
     else if (kind === "$" && Number.isSafeInteger(length) && length >= 0) {
       const target = this.requests[0]?.target ?? null;
@@ -174,7 +211,7 @@ class Connection {
 
   private settle(length: number): void {
     this.into = null;
-    this.requests.shift()?.resolve(length);
+    this.shift()?.resolve(length);
   }
 }
 
@@ -194,14 +231,17 @@ export function chunkReaderFor(redis: Redis): ChunkReader {
   return reader;
 }
 
-/** A reader of its own on the server `redis` is configured for; see chunkReaderFor. */
-export function createChunkReader(redis: Redis): ChunkReader {
+/**
+ * A reader of its own on the server `redis` is configured for; see chunkReaderFor. `stallMs`:
+ * how long a read may wait without a byte arriving before its connection fails (ETIMEDOUT).
+ */
+export function createChunkReader(redis: Redis, { stallMs = READ_STALL_MS } = {}): ChunkReader {
   let connection: Connection | undefined;
   const keyPrefix = redis.options.keyPrefix ?? "";
   return {
     read(key, target) {
       // A failed connection is replaced at once: an outage answers fast, a recovery is seen fast.
-      if (!connection || connection.failed) connection = new Connection(redis);
+      if (!connection || connection.failed) connection = new Connection(redis, stallMs);
       return connection.send(command("GET", keyPrefix + key), target);
     },
     close() {

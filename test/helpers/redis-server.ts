@@ -16,6 +16,8 @@ export interface RedisServer {
   /** SIGTERM, and waits for the exit; harmless when stopped. */
   stop(): Promise<void>;
   readonly running: boolean;
+  /** Sends a signal to it: SIGSTOP freezes it with its sockets open, SIGCONT resumes it. */
+  signal(signal: NodeJS.Signals): void;
   /** Stops it and removes its directory. */
   remove(): Promise<void>;
 }
@@ -56,6 +58,9 @@ export async function startRedisServer(args: string[] = ["--save", ""]): Promise
       const exited = once(running, "exit");
       running.kill("SIGTERM");
       await exited;
+    },
+    signal(signal) {
+      child?.kill(signal);
     },
     async remove() {
       await server.stop();
