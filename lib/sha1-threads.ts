@@ -4,8 +4,7 @@
 //
 // Chunks reach a thread through SharedArrayBuffers from this module's pool, which the thread
 // reads in place: an upload fills them from the request, a download or a verification reads
-// chunks from the store straight into them. Any other buffer is copied into one first. Nothing
-// is transferred: a transferred buffer comes back as new external memory, which makes V8 collect
+// chunks from the store straight into them. Nothing is transferred: a transferred buffer comes back as new external memory, which makes V8 collect
 // garbage far more often.
 //
 // A session hashes one file's chunks in order on one thread: each chunk's SHA-1, and the whole
@@ -133,7 +132,10 @@ export function releaseBuffer(buffer: Buffer): void {
 }
 
 export interface Sha1Session {
-  /** The chunk's SHA-1, also fed to the whole-file SHA-1 when the session keeps one. Chunks in order. */
+  /**
+   * The chunk's SHA-1, also fed to the whole-file SHA-1 when the session keeps one. Chunks in
+   * order, each in a buffer from acquireBuffer that stays untouched until this settles.
+   */
   chunk(bytes: Buffer): Promise<string>;
   /** The whole file's SHA-1; ends the session. */
   finish(): Promise<string>;
@@ -146,30 +148,21 @@ export function openSha1Session(opts: { whole: boolean }): Sha1Session {
   const thread = pickThread();
   const session = nextSession++;
   let dropped = false;
-  /** Sends `bytes` to the thread in place (shared) or copied into a pooled shared buffer. */
-  const send = async (bytes: Buffer): Promise<Reply> => {
-    const shared = bytes.buffer instanceof SharedArrayBuffer;
-    const view = shared ? bytes : acquireBuffer(bytes.length);
-    if (!shared) bytes.copy(view);
-    try {
-      return await call(thread, {
-        op: "chunk",
-        session,
-        whole: opts.whole,
-        buffer: view.buffer,
-        offset: view.byteOffset,
-        length: view.byteLength,
-      });
-    } finally {
-      if (!shared) releaseBuffer(view);
-    }
-  };
   return {
     async chunk(bytes) {
       // After a drop, chunks the caller had already queued are not hashed (nor would they
       // restart the whole-file state on the thread).
       if (dropped) return "";
-      return (await send(bytes)).digest ?? "";
+      // A buffer from acquireBuffer is read in place; any other would be copied by postMessage.
+      const reply = await call(thread, {
+        op: "chunk",
+        session,
+        whole: opts.whole,
+        buffer: bytes.buffer,
+        offset: bytes.byteOffset,
+        length: bytes.byteLength,
+      });
+      return reply.digest ?? "";
     },
     async finish() {
       return (await call(thread, { op: "finish", session })).digest ?? "";
