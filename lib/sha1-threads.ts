@@ -4,8 +4,8 @@
 //
 // Chunks reach a thread through SharedArrayBuffers from this module's pool, which the thread
 // reads in place: an upload fills them from the request, a download or a verification reads
-// chunks from the store straight into them. Nothing is transferred: a transferred buffer comes back as new external memory, which makes V8 collect
-// garbage far more often.
+// chunks from the store straight into them. Nothing is transferred: a transferred buffer comes
+// back as new external memory, which makes V8 collect garbage far more often.
 //
 // A session hashes one file's chunks in order on one thread: each chunk's SHA-1, and the whole
 // file's running SHA-1 for finish().
