@@ -6,14 +6,14 @@ import { swaggerUI } from "@hono/swagger-ui";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { mountDashboards } from "../dashboards/index.js";
+import type { AppDeps, AppEnv } from "../http/context.js";
+import { healthRoutes } from "../http/health.routes.js";
+import { createMetrics } from "../http/metrics.js";
+import { installRequestContext } from "../http/request-context.js";
 import { AppError } from "../lib/errors.js";
-import type { AppDeps, AppEnv } from "./context.js";
-import { createMetrics } from "./metrics.js";
 import { validationHook } from "./openapi.js";
-import { installRequestContext } from "./request-context.js";
 import { alertsRoutes } from "./routes/alerts.js";
 import { filesRoutes, isFileUpload } from "./routes/files.js";
-import { healthRoutes } from "./routes/health.js";
 import { jobsRoutes } from "./routes/jobs.js";
 import { isSecretStore, secretsRoutes } from "./routes/secrets.js";
 

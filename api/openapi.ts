@@ -3,8 +3,8 @@
 
 import type { Hook } from "@hono/zod-openapi";
 import { z } from "@hono/zod-openapi";
+import type { AppEnv } from "../http/context.js";
 import { AppError, ERROR_CODES } from "../lib/errors.js";
-import type { AppEnv } from "./context.js";
 
 export const errorBodySchema = z
   .object({

@@ -18,8 +18,8 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { deriveMasterKey } from "../domains/secrets/record.js";
 import { loadTestEnv, rawEnv } from "../lib/config.js";
-import { deriveMasterKey } from "../lib/crypto.js";
 import {
   CLOCK_TICKS,
   cleanup,

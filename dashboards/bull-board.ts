@@ -8,7 +8,7 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { HonoAdapter } from "@bull-board/hono";
 import { serveStatic } from "@hono/node-server/serve-static";
 import { Hono } from "hono";
-import type { AppDeps } from "../api/context.js";
+import type { AppDeps } from "../http/context.js";
 
 /** The installed @bull-board/ui package, found from this file rather than from the cwd. */
 const bullBoardUiPath = dirname(createRequire(import.meta.url).resolve("@bull-board/ui/package.json"));

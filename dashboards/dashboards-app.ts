@@ -3,10 +3,10 @@
 // accepts work. The page reads Postgres and the queues itself, so no /v1 route is needed.
 
 import { OpenAPIHono } from "@hono/zod-openapi";
-import type { AppDeps, AppEnv } from "../api/context.js";
-import { createMetrics } from "../api/metrics.js";
-import { installRequestContext } from "../api/request-context.js";
-import { healthRoutes } from "../api/routes/health.js";
+import type { AppDeps, AppEnv } from "../http/context.js";
+import { healthRoutes } from "../http/health.routes.js";
+import { createMetrics } from "../http/metrics.js";
+import { installRequestContext } from "../http/request-context.js";
 import { mountDashboards } from "./index.js";
 import { OPERATOR_PAGE_PATH } from "./operator-page.js";
 

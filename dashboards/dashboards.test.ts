@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../api/app.js";
 import { createDatabase } from "../db/client.js";
+import { createAlertsService } from "../domains/alerts/service.js";
 import { createRedis } from "../lib/redis.js";
 import { createQueueRegistry } from "../queues/registry.js";
 import { createTestContext, type TestContext } from "../test/helpers/context.js";
@@ -342,7 +343,8 @@ describe("dashboards while a dependency is down", () => {
   it("still loads the page without Postgres, says why, and answers 503 to the refresh", async () => {
     const database = createDatabase(NOWHERE_PG, { max: 1 });
     try {
-      const app = createApp({ ...t.deps, database });
+      const alerts = createAlertsService(t.deps.config, { database, queues: t.deps.queues });
+      const app = createApp({ ...t.deps, database, services: { ...t.deps.services, alerts } });
       const page = await app.request("/dashboard", { headers: ops });
       expect(page.status).toBe(503);
       const body = await page.text();

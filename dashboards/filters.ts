@@ -1,9 +1,9 @@
 // The operator page's filter form: the same filters as GET /v1/alerts, read from what an HTML
 // form sends (empty fields, and datetime-local values that carry no offset).
 import { z } from "zod";
-import type { AlertFilters } from "../db/queries/alerts.js";
 import { ALERT_STATUSES } from "../db/schema/alerts.js";
-import { hasNoNul, isStorableInstant } from "../lib/fields.js";
+import type { AlertFilters } from "../domains/alerts/queries.js";
+import { hasNoNul, isStorableInstant } from "../lib/postgres-values.js";
 
 const PAGE_SIZE_VALUES = ["25", "50", "100"] as const;
 export const PAGE_SIZES: readonly number[] = PAGE_SIZE_VALUES.map(Number);

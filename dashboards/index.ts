@@ -2,7 +2,7 @@
 // operator page at /dashboard, both behind HTTP Basic credentials.
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Hono } from "hono";
-import type { AppDeps, AppEnv } from "../api/context.js";
+import type { AppDeps, AppEnv } from "../http/context.js";
 import { operatorAuth, resolveOperatorCredentials, sameOriginWrites } from "./operator-auth.js";
 import { OPERATOR_PAGE_PATH, operatorPageRoutes } from "./operator-page.js";
 

@@ -1,8 +1,8 @@
 // Who may open the operator surfaces: HTTP Basic against ADMIN_USER / ADMIN_PASSWORD (or the
 // all-in-one dev start's generated password), and a same-origin rule for anything that writes.
 import type { MiddlewareHandler } from "hono";
-import type { AppDeps, AppEnv } from "../api/context.js";
-import { sendError } from "../api/errors.js";
+import type { AppDeps, AppEnv } from "../http/context.js";
+import { sendError } from "../http/errors.js";
 import { secureEqual } from "../lib/secure-compare.js";
 
 export const AUTH_REALM = "conveyor";

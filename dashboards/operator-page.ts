@@ -4,10 +4,9 @@
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
 import type { Redis } from "ioredis";
-import type { AppDeps, AppEnv } from "../api/context.js";
-import { sendError, serviceUnavailable } from "../api/errors.js";
-import { alertStats, listAlerts } from "../db/queries/alerts.js";
-import { AppError, isDependencyDown } from "../lib/errors.js";
+import type { AppDeps, AppEnv } from "../http/context.js";
+import { sendError } from "../http/errors.js";
+import { AppError, isDependencyDown, serviceUnavailable } from "../lib/errors.js";
 import { withTimeout } from "../lib/timeout.js";
 import type { QueueRegistry } from "../queues/registry.js";
 import {
@@ -58,10 +57,10 @@ export async function queueDepths(queues: QueueRegistry, redis: Redis): Promise<
 }
 
 async function loadLive(deps: AppDeps, query: PageQuery): Promise<LiveData> {
-  const db = deps.database.db;
+  const { alerts } = deps.services;
   const [stats, page, queues] = await Promise.all([
-    alertStats(db, query.filters, "service"),
-    listAlerts(db, query.filters, { limit: query.limit }),
+    alerts.stats(query.filters, "service"),
+    alerts.list(query.filters, { limit: query.limit }),
     // Redis being down must not blank the alert figures, which come from Postgres.
     queueDepths(deps.queues, deps.redis).catch((err: unknown) => {
       if (isDependencyDown(err) || err instanceof AppError) return undefined;

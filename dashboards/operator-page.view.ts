@@ -2,8 +2,8 @@
 // strings for text and quoted attributes; only the constant CSS and script go in raw.
 import { html, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
-import type { AlertStats, AlertView, DurationStats } from "../db/queries/alerts.js";
 import { ALERT_STATUSES, type AlertStatus } from "../db/schema/alerts.js";
+import type { AlertStats, AlertView, DurationStats } from "../domains/alerts/queries.js";
 import { DEFAULT_PAGE_SIZE } from "./filters.js";
 import { formatCount, formatDuration, formatInstant, spanMs } from "./format.js";
 import { PAGE_CSS, PAGE_SCRIPT } from "./operator-page.assets.js";

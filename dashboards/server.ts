@@ -1,7 +1,7 @@
 // Dashboards process entry: `npm run start:dashboards`. Serves Bull Board and the operator page
 // on their own, against the same Postgres, Redis and QUEUE_PREFIX as the API.
-import { buildApiDeps, listen } from "../api/bootstrap.js";
-import { loadApiConfig } from "../lib/config.js";
+import { loadApiConfig } from "../domains/config.js";
+import { buildAppDeps, listen } from "../http/server.js";
 import { createLogger } from "../lib/logger.js";
 import { createShutdownRegistry, exitOnSignals } from "../lib/shutdown.js";
 import { createDashboardsApp } from "./dashboards-app.js";
@@ -13,7 +13,7 @@ const shutdown = createShutdownRegistry(logger, config.SHUTDOWN_TIMEOUT_MS);
 exitOnSignals(shutdown, logger);
 
 // No migration here: the dashboards only read, and the API (or `npm run db:migrate`) owns the schema.
-const deps = buildApiDeps(config, logger, shutdown);
+const deps = buildAppDeps(config, logger, shutdown);
 const app = createDashboardsApp(deps);
 const { port } = await listen(app, { port: config.PORT, hostname: config.HOST }, shutdown);
 logger.info(

@@ -1,17 +1,15 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { QUEUE_NAMES } from "../queues/names.js";
 import {
   allInOneConfigSchema,
   apiConfigSchema,
-  ConfigError,
-  parseConfig,
-  rawEnv,
-  secretsConfigIssues,
   withConcurrency,
   workerConfigSchema,
-} from "./config.js";
+} from "../domains/config.js";
+import { secretsConfigIssues } from "../domains/secrets/config.js";
+import { QUEUE_NAMES } from "../queues/names.js";
+import { ConfigError, parseConfig, rawEnv } from "./config.js";
 
 const base = { DATABASE_URL: "postgres://u@h:5432/d", REDIS_URL: "redis://127.0.0.1:6379" };
 
@@ -39,7 +37,7 @@ describe("config", () => {
       );
     }
     // Every entry point takes its deadline from the config, none from a literal.
-    for (const entry of ["api/server.ts", "dashboards/server.ts", "start-all.ts", "workers/main.ts"]) {
+    for (const entry of ["api/server.ts", "dashboards/server.ts", "dev/start.ts", "workers/main.ts"]) {
       const source = readFileSync(new URL(`../${entry}`, import.meta.url), "utf8");
       expect(source, entry).toMatch(/createShutdownRegistry\(logger, \w+\.SHUTDOWN_TIMEOUT_MS\)/);
     }

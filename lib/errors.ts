@@ -104,3 +104,18 @@ export function isInvalidData(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
   return typeof code === "string" && /^2[23][0-9A-Z]{3}$/.test(code);
 }
+
+/** How long a client is told to wait (Retry-After) when a backing service is down. */
+export const RETRY_AFTER_SECONDS = 5;
+
+/** 503 with Retry-After: `what` (Redis, the file store…) cannot be reached right now. */
+export const serviceUnavailable = (what: string) =>
+  new AppError("SERVICE_UNAVAILABLE", `${what} is unavailable; retry later`, undefined, RETRY_AFTER_SECONDS);
+
+/**
+ * A failure no retry can fix (a corrupted file, an event Postgres refuses, a malformed payload):
+ * domains throw it, and the worker runtime fails the job at once instead of retrying.
+ */
+export class PermanentError extends Error {
+  override readonly name: string = "PermanentError";
+}

@@ -1,7 +1,7 @@
 // Contract of the `alert-ingestion` queue: `alerts.ingest` carries one event the emitter sent,
-// `alerts.ingest-batch` the events the API received at about the same moment.
+// `alerts.ingestBatch` the events the API received at about the same moment.
 import { z } from "zod";
-import { pgInstant, pgText } from "../lib/fields.js";
+import { pgInstant, pgText } from "../lib/postgres-values.js";
 import { baseJobOptions, defineQueue } from "./contract.js";
 
 const isoTimestamp = pgInstant();
@@ -25,7 +25,7 @@ export const alertEventSchema = z.object({
 
 export type AlertEvent = z.infer<typeof alertEventSchema>;
 
-/** Events the API received at about the same moment, as one job (see api/routes/alerts.ts). */
+/** Events the API received at about the same moment, as one job (see domains/alerts/service.ts). */
 export const ALERT_EVENTS_PER_JOB = 500;
 export const alertEventBatchSchema = z.object({
   events: z.array(alertEventSchema).min(1).max(ALERT_EVENTS_PER_JOB),
@@ -33,7 +33,12 @@ export const alertEventBatchSchema = z.object({
 
 export const alertIngestionQueue = defineQueue({
   name: "alert-ingestion",
-  jobs: { "alerts.ingest": alertEventSchema, "alerts.ingest-batch": alertEventBatchSchema },
+  jobs: {
+    "alerts.ingest": alertEventSchema,
+    "alerts.ingestBatch": alertEventBatchSchema,
+    // The same job under its name before 0.2: such jobs may still be queued when a new worker starts.
+    "alerts.ingest-batch": alertEventBatchSchema,
+  },
   defaultJobOptions: {
     ...baseJobOptions,
     // An unreachable Postgres does not spend attempts (workers/runtime.ts delays the job until it

@@ -11,7 +11,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import type { z } from "zod";
-import { apiConfigSchema, loadTestEnv, rawEnv, workerConfigSchema } from "../lib/config.js";
+import { apiConfigSchema, workerConfigSchema } from "../domains/config.js";
+import { loadTestEnv, rawEnv } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
 import { type RunningWorkers, startWorkers } from "../workers/runtime.js";
 import { createTestContext, eventually, type TestContext, uniquePrefix } from "./helpers/context.js";
@@ -390,7 +391,7 @@ describe("the worker health check", () => {
     let workers: RunningWorkers | undefined = startWorkers({
       config: { REDIS_URL: env.REDIS_URL, QUEUE_PREFIX: prefix },
       logger: createLogger({ level: "silent" }),
-      services: [{ queue: "healthcheck", concurrency: 1, processor: { handle: async () => null } }],
+      queues: [{ queue: "healthcheck", concurrency: 1, processor: { handle: async () => null } }],
     });
     for (const w of workers.workers) trackWorker(w);
     try {

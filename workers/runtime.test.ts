@@ -34,7 +34,7 @@ function serve(processor: Processor, logger: Logger = createLogger({ level: "sil
   const running: RunningWorkers = startWorkers({
     config: { REDIS_URL: redisUrl, QUEUE_PREFIX: prefix },
     logger,
-    services: [{ queue: name, concurrency: 2, processor }],
+    queues: [{ queue: name, concurrency: 2, processor }],
   });
   for (const w of running.workers) trackWorker(w);
   cleanups.push(async () => {

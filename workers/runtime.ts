@@ -4,20 +4,19 @@
 import { hostname } from "node:os";
 import { DelayedError, type Job, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import type { Database } from "../db/client.js";
-import type { WorkerConfig } from "../lib/config.js";
-import { isDependencyDown } from "../lib/errors.js";
+import type { WorkerConfig } from "../domains/config.js";
+import type { Services } from "../domains/services.js";
+import { isDependencyDown, PermanentError } from "../lib/errors.js";
 import type { Logger } from "../lib/logger.js";
 import { createRedis } from "../lib/redis.js";
 import { type JobName, type JobPayload, parseJobData, type QueueContract } from "../queues/contract.js";
 import type { QueueName } from "../queues/names.js";
 
+/** What a processor is built from: the domain services it adapts jobs to. */
 export interface ProcessorDeps {
   config: WorkerConfig;
   logger: Logger;
-  database: Database;
-  /** The in-memory file store (FILE_STORE_URL), for `chunk-hashing`. */
-  fileStore: Redis;
+  services: Services;
 }
 
 /** What a queue's processor module provides: a handler per job and an optional close. */
@@ -35,18 +34,18 @@ export interface RunningWorkers {
 }
 
 /** One queue to serve: its name, how many jobs at once, and its processor. */
-export interface QueueService {
+export interface QueueAssignment {
   queue: string;
   concurrency: number;
   processor: Processor;
 }
 
-/** The services a worker config selects (WORKER_QUEUES, WORKER_CONCURRENCY_*). */
-export function selectServices(
+/** The queues a worker config selects (WORKER_QUEUES, WORKER_CONCURRENCY_*), each with its processor. */
+export function assignQueues(
   deps: ProcessorDeps,
   factories: Record<QueueName, ProcessorFactory>,
   queues: readonly QueueName[] = deps.config.WORKER_QUEUES,
-): QueueService[] {
+): QueueAssignment[] {
   return queues.map((queue) => ({
     queue,
     concurrency: deps.config.concurrency[queue],
@@ -66,13 +65,13 @@ export const outageDelayMs = (tries: number): number => {
 export function startWorkers(opts: {
   config: Pick<WorkerConfig, "REDIS_URL" | "QUEUE_PREFIX">;
   logger: Logger;
-  services: QueueService[];
+  queues: QueueAssignment[];
   /** Milliseconds of lock before a job of a killed worker counts as stalled and is retried elsewhere. */
   stalledIntervalMs?: number;
 }): RunningWorkers {
   const { config, logger } = opts;
   const running: { worker: Worker; processor: Processor; connection: Redis }[] = [];
-  for (const { queue, concurrency, processor } of opts.services) {
+  for (const { queue, concurrency, processor } of opts.queues) {
     const connection = createRedis(config.REDIS_URL, "worker", logger);
     const worker = new Worker(
       queue,
@@ -99,6 +98,8 @@ export function startWorkers(opts: {
             await job.moveToDelayed(Date.now() + delayMs, token);
             throw new DelayedError();
           }
+          // A domain's "no retry can fix this" fails the job at once.
+          if (err instanceof PermanentError) throw new UnrecoverableError(err.message);
           throw err;
         }
       },

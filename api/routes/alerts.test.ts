@@ -79,7 +79,7 @@ describe("POST /v1/alerts/events", () => {
     // A plain event travels in the API's batch job (alone here: nothing else was posted with it).
     expect(job).toMatchObject({
       id: body.job.id,
-      name: "alerts.ingest-batch",
+      name: "alerts.ingestBatch",
       attempts: 1,
       result: { events: 1 },
     });

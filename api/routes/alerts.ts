@@ -1,30 +1,15 @@
 // Alerts: event ingestion (enqueue only; the `alert-ingestion` worker merges into Postgres),
 // queries with filters and cursor pagination, and MTTA/MTTR statistics computed in SQL.
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Queue } from "bullmq";
 import type { MiddlewareHandler } from "hono";
-import {
-  type AlertFilters,
-  alertStats,
-  decodeCursor,
-  getAlert,
-  listAlerts,
-} from "../../db/queries/alerts.js";
 import { ALERT_STATUSES } from "../../db/schema/alerts.js";
-import { type Batcher, createBatcher } from "../../lib/batcher.js";
-import { AppError } from "../../lib/errors.js";
-import { pgInstant, pgText } from "../../lib/fields.js";
+import { type AlertFilters, decodeCursor } from "../../domains/alerts/queries.js";
+import type { AppEnv } from "../../http/context.js";
+import { AppError, serviceUnavailable } from "../../lib/errors.js";
+import { pgInstant, pgText } from "../../lib/postgres-values.js";
 import { secureEqual } from "../../lib/secure-compare.js";
-import {
-  ALERT_EVENTS_PER_JOB,
-  type AlertEvent,
-  alertEventSchema,
-  alertIngestionQueue,
-} from "../../queues/alert-ingestion.js";
-import { enqueue } from "../../queues/contract.js";
-import type { AppEnv } from "../context.js";
-import { serviceUnavailable } from "../errors.js";
-import { statusUrl, submitJob } from "../jobs.js";
+import { alertEventSchema, alertIngestionQueue } from "../../queues/alert-ingestion.js";
+import { accepted, submitJob } from "../job-submission.js";
 import { errorResponses, jobSubmissionHeaders, jobSubmissionResponses, validationHook } from "../openapi.js";
 
 const filterQuery = {
@@ -169,33 +154,6 @@ const ingestAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-/**
- * Events posted at about the same moment go to Redis as one `alerts.ingest-batch` job (group
- * commit, as the worker does into Postgres): each request is answered 202 once the job holding
- * its event is in Redis, and names that job. Under load a job carries tens of events, which
- * divides BullMQ's per-job cost (Redis scripts, the worker's fetch and completion) among them;
- * when idle a job carries one event and adds no latency.
- */
-type PendingEvent = { event: AlertEvent; jobId: string };
-const eventBatchers = new WeakMap<Queue, Batcher<PendingEvent>>();
-function eventBatcher(queue: Queue): Batcher<PendingEvent> {
-  let batcher = eventBatchers.get(queue);
-  if (!batcher) {
-    batcher = createBatcher<PendingEvent>({
-      maxBatch: ALERT_EVENTS_PER_JOB,
-      maxInFlight: 4,
-      flush: async (items) => {
-        const job = await enqueue(queue, alertIngestionQueue, "alerts.ingest-batch", {
-          events: items.map((i) => i.event),
-        });
-        for (const item of items) item.jobId = job.id ?? "";
-      },
-    });
-    eventBatchers.set(queue, batcher);
-  }
-  return batcher;
-}
-
 export const alertsRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
 alertsRoutes.use("/v1/alerts/events", ingestAuth);
@@ -207,32 +165,25 @@ alertsRoutes
     // Idempotency-Key and Prefer: wait are about a job of one's own: the job contract's path.
     if (c.req.header("Idempotency-Key") !== undefined || c.req.header("Prefer") !== undefined)
       return submitJob(c, { contract: alertIngestionQueue, name: "alerts.ingest", payload: event }) as never;
-    const { redis, queues } = c.get("deps");
-    if (redis.status !== "ready") throw serviceUnavailable("Redis");
-    const pending = { event, jobId: "" };
-    await eventBatcher(queues.get(alertIngestionQueue.name)).add(pending);
-    const url = statusUrl(alertIngestionQueue.name, pending.jobId);
-    c.header("Location", url);
-    return c.json(
-      { job: { queue: alertIngestionQueue.name, id: pending.jobId, statusUrl: url } },
-      202,
-    ) as never;
+    if (c.get("deps").redis.status !== "ready") throw serviceUnavailable("Redis");
+    const jobId = await c.get("services").alerts.submit(event);
+    return accepted(c, alertIngestionQueue.name, jobId) as never;
   })
   .openapi(listRoute, async (c) => {
     const q = c.req.valid("query");
     const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
     if (q.cursor !== undefined && !cursor)
       throw new AppError("VALIDATION_FAILED", "cursor is not one this API issued");
-    const page = await listAlerts(c.get("deps").database.db, filtersOf(q), { limit: q.limit, cursor });
+    const page = await c.get("services").alerts.list(filtersOf(q), { limit: q.limit, cursor });
     return c.json(page, 200);
   })
   .openapi(statsRoute, async (c) => {
     const q = c.req.valid("query");
-    return c.json(await alertStats(c.get("deps").database.db, filtersOf(q), q.groupBy), 200);
+    return c.json(await c.get("services").alerts.stats(filtersOf(q), q.groupBy), 200);
   })
   .openapi(getRoute, async (c) => {
     const { alertId } = c.req.valid("param");
-    const alert = await getAlert(c.get("deps").database.db, alertId);
+    const alert = await c.get("services").alerts.get(alertId);
     if (!alert) throw new AppError("NOT_FOUND", `no alert ${alertId}`);
     return c.json(alert, 200);
   });

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createFileStore, fileKeyPrefix, fileStoreSettings } from "../../lib/file-store.js";
+import { fileKeyPrefix } from "../../domains/files/store.js";
 import { scanKeys } from "../../lib/redis.js";
 import { createTestContext, eventually, type TestContext } from "../../test/helpers/context.js";
 import { type ServedApp, serveApp } from "../../test/helpers/http.js";
@@ -26,8 +26,7 @@ type Stored = {
 };
 
 /** The store as the API sees it, for reaching past the API: corrupting chunks, counting keys. */
-const storeOf = (t: TestContext) =>
-  createFileStore(t.deps.fileStore, fileKeyPrefix(t.prefix), fileStoreSettings(t.deps.config));
+const storeOf = (t: TestContext) => t.deps.services.files.store;
 
 async function keysOf(t: TestContext): Promise<string[]> {
   const found: string[] = [];

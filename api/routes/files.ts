@@ -1,26 +1,16 @@
-// Files: a temporary in-memory file store. Uploads and downloads stream through the API in
-// chunks (api/file-streams.ts); the `chunk-hashing` worker verifies every stored chunk after
-// each upload. Also the compatibility routes of the older file API (/upload, /download).
+// Files: HTTP around the files domain (domains/files/): uploads and downloads stream through in
+// chunks, and the `chunk-hashing` worker verifies every stored chunk after each upload. Also the
+// compatibility routes of the older file API (/upload, /download).
 
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { AppError } from "../../lib/errors.js";
-import {
-  createFileStore,
-  type FileManifest,
-  type FileStore,
-  fileKeyPrefix,
-  fileNameProblem,
-  fileStoreSettings,
-} from "../../lib/file-store.js";
+import { type FileManifest, fileNameProblem } from "../../domains/files/store.js";
+import type { AppEnv } from "../../http/context.js";
+import { AppError, serviceUnavailable } from "../../lib/errors.js";
 import { chunkHashingQueue } from "../../queues/chunk-hashing.js";
-import { enqueue } from "../../queues/contract.js";
-import type { AppDeps, AppEnv } from "../context.js";
-import { serviceUnavailable } from "../errors.js";
-import { openDownload, receiveUpload } from "../file-streams.js";
-import { statusUrl, submitJob } from "../jobs.js";
+import { statusUrl, submitJob } from "../job-submission.js";
 import {
   errorResponse,
   errorResponses,
@@ -33,25 +23,6 @@ import {
 /** File uploads stream past the global JSON body limit; FILE_MAX_BYTES applies to them instead. */
 export const isFileUpload = (method: string, path: string): boolean =>
   (method === "PUT" && path.startsWith("/v1/files/")) || (method === "POST" && path.startsWith("/upload/"));
-
-const stores = new WeakMap<AppDeps, FileStore>();
-const STORE_DOWN = new Set(["reconnecting", "close", "end"]);
-/** The file store of this app's deps, built once. */
-function fileStoreOf(c: Context<AppEnv>): FileStore {
-  const deps = c.get("deps");
-  let store = stores.get(deps);
-  if (!store) {
-    store = createFileStore(
-      deps.fileStore,
-      fileKeyPrefix(deps.config.QUEUE_PREFIX),
-      fileStoreSettings(deps.config),
-    );
-    stores.set(deps, store);
-  }
-  // While it first connects, commands wait in the offline queue; once lost, answer 503 at once.
-  if (STORE_DOWN.has(deps.fileStore.status)) throw serviceUnavailable("the file store");
-  return store;
-}
 
 const fileName = z
   .string()
@@ -229,8 +200,9 @@ const legacyDownloadRoute = createRoute({
 
 /** Streams the request body into the store and enqueues its verification. */
 async function upload(c: Context<AppEnv>, name: string) {
-  const store = fileStoreOf(c);
-  const { redis, queues } = c.get("deps");
+  const { files } = c.get("services");
+  files.available();
+  const { redis } = c.get("deps");
   // Refuse before reading a byte when the verification could not be enqueued afterwards.
   if (redis.status !== "ready") throw serviceUnavailable("Redis");
   // Checked here as well as in the route schema: the compatibility route declares no headers.
@@ -245,7 +217,7 @@ async function upload(c: Context<AppEnv>, name: string) {
   // body starts it reading the same socket.
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
   const web = incoming ? undefined : c.req.raw.body;
-  const manifest = await receiveUpload(store, name, incoming ?? web ?? null, {
+  const { manifest, verificationJobId: id } = await files.upload(name, incoming ?? web ?? null, {
     expectedSha1: checksum?.toLowerCase(),
     declaredLength: declared === undefined || declared === "" ? undefined : Number(declared),
     cancel: () => {
@@ -253,11 +225,6 @@ async function upload(c: Context<AppEnv>, name: string) {
     },
     log: c.get("log"),
   });
-  const job = await enqueue(queues.get(chunkHashingQueue.name), chunkHashingQueue, "files.verify", {
-    name,
-    version: manifest.version,
-  });
-  const id = job.id ?? "";
   return {
     manifest,
     verification: { queue: chunkHashingQueue.name, id, statusUrl: statusUrl("chunk-hashing", id) },
@@ -265,7 +232,7 @@ async function upload(c: Context<AppEnv>, name: string) {
 }
 
 async function download(c: Context<AppEnv>, name: string): Promise<Response> {
-  const file = await openDownload(fileStoreOf(c), name, {
+  const file = await c.get("services").files.openDownload(name, {
     head: c.req.method === "HEAD",
     range: c.req.header("Range"),
     ifRange: c.req.header("If-Range"),
@@ -320,11 +287,12 @@ filesRoutes
   .openapi(getRoute, (c) => download(c, c.req.valid("param").name) as never)
   .openapi(deleteRoute, async (c) => {
     const { name } = c.req.valid("param");
-    if (!(await fileStoreOf(c).remove(name))) throw new AppError("NOT_FOUND", `no file named ${name}`);
+    if (!(await c.get("services").files.remove(name)))
+      throw new AppError("NOT_FOUND", `no file named ${name}`);
     return c.body(null, 204);
   })
   .openapi(listRoute, async (c) => {
-    const files = await fileStoreOf(c).list();
+    const files = await c.get("services").files.list();
     return c.json(
       {
         items: files.map((m) => ({
@@ -342,7 +310,7 @@ filesRoutes
   })
   .openapi(verifyRoute, async (c) => {
     const { name } = c.req.valid("param");
-    const manifest = await fileStoreOf(c).head(name);
+    const manifest = await c.get("services").files.head(name);
     if (!manifest) throw new AppError("NOT_FOUND", `no file named ${name}`);
     return submitJob(c, {
       contract: chunkHashingQueue,

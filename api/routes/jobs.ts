@@ -1,10 +1,10 @@
 // GET /v1/jobs/{queue}/{id}: the state of any job, by the URL its submission answered with.
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { AppEnv } from "../../http/context.js";
 import { AppError } from "../../lib/errors.js";
 import { QUEUE_NAMES } from "../../queues/names.js";
 import { isQueueName } from "../../queues/registry.js";
-import type { AppEnv } from "../context.js";
-import { jobView } from "../jobs.js";
+import { jobView } from "../job-submission.js";
 import { errorResponses, jobViewSchema } from "../openapi.js";
 
 const getJob = createRoute({

@@ -4,8 +4,10 @@ import type { Job } from "bullmq";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDatabase, type Database } from "../../db/client.js";
-import { parseConfig, withConcurrency, workerConfigSchema } from "../../lib/config.js";
-import { decodeKey, seal } from "../../lib/crypto.js";
+import { withConcurrency, workerConfigSchema } from "../../domains/config.js";
+import { createSecretsService } from "../../domains/secrets/service.js";
+import { parseConfig } from "../../lib/config.js";
+import { decodeKey, seal } from "../../lib/sealing.js";
 import { storeSealContext } from "../../queues/encryption.js";
 import {
   createTestContext,
@@ -15,7 +17,7 @@ import {
 } from "../../test/helpers/context.js";
 import { trackWorker } from "../../test/helpers/workers.js";
 import { encryptionProcessor } from "../../workers/encryption.processor.js";
-import { type RunningWorkers, startWorkers } from "../../workers/runtime.js";
+import { type Processor, type RunningWorkers, startWorkers } from "../../workers/runtime.js";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 interface Reply {
@@ -681,19 +683,26 @@ describe("secrets while Postgres is unreachable", () => {
   /** Workers for `encryption` only, writing through `database`. */
   function startEncryptionWorkers(database: Database): RunningWorkers {
     const config = workerConfig();
-    const processor = encryptionProcessor({
-      config,
-      logger: t.logger,
-      database,
-      fileStore: t.deps.fileStore,
-    });
+    const processor = encryptionProcessorOver(database);
     const workers = startWorkers({
       config,
       logger: t.logger,
-      services: [{ queue: "encryption", concurrency: 8, processor }],
+      queues: [{ queue: "encryption", concurrency: 8, processor }],
     });
     for (const w of workers.workers) trackWorker(w);
     return workers;
+  }
+
+  /** The real processor, over a secrets service of its own that writes through `database`. */
+  function encryptionProcessorOver(database: Database): Processor {
+    const config = workerConfig();
+    const secrets = createSecretsService(config, { database, redis: t.deps.redis });
+    const processor = encryptionProcessor({
+      config,
+      logger: t.logger,
+      services: { ...t.deps.services, secrets },
+    });
+    return { ...processor, close: () => secrets.close() };
   }
 
   const stateOf = async (jobId: string) => (await t.deps.queues.get("encryption").getJob(jobId))?.getState();
@@ -717,12 +726,7 @@ describe("secrets while Postgres is unreachable", () => {
     const id = `order-${run}`;
     const older = await api.submit(id, "k", "older");
     const newer = await api.submit(id, "k", "newer");
-    const processor = encryptionProcessor({
-      config: workerConfig(),
-      logger: t.logger,
-      database: t.deps.database,
-      fileStore: t.deps.fileStore,
-    });
+    const processor = encryptionProcessorOver(t.deps.database);
     const queue = t.deps.queues.get("encryption");
     const [jobOld, jobNew] = (await Promise.all([queue.getJob(older.id), queue.getJob(newer.id)])) as Job[];
     try {

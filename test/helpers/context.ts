@@ -3,22 +3,22 @@
 import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { type App, createApp } from "../../api/app.js";
-import { buildApiDeps } from "../../api/bootstrap.js";
-import type { AppDeps } from "../../api/context.js";
 import {
   type ApiConfig,
   apiConfigSchema,
-  loadTestEnv,
-  parseConfig,
   type WorkerConfig,
   withConcurrency,
   workerConfigSchema,
-} from "../../lib/config.js";
+} from "../../domains/config.js";
+import { buildServices } from "../../domains/services.js";
+import type { AppDeps } from "../../http/context.js";
+import { buildAppDeps } from "../../http/server.js";
+import { loadTestEnv, parseConfig } from "../../lib/config.js";
 import { createLogger, type Logger } from "../../lib/logger.js";
 import { deleteKeys, waitForRedis } from "../../lib/redis.js";
 import { createShutdownRegistry } from "../../lib/shutdown.js";
 import { processorFactories } from "../../workers/processors.js";
-import { type RunningWorkers, selectServices, startWorkers } from "../../workers/runtime.js";
+import { assignQueues, type RunningWorkers, startWorkers } from "../../workers/runtime.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
 import { trackWorker } from "./workers.js";
 
@@ -70,7 +70,7 @@ export async function createTestContext(overrides: Record<string, string> = {}):
   const { stream, lines } = captureLogs();
   const logger = createLogger({ level: config.LOG_LEVEL, name: "test" }, stream);
   const shutdown = createShutdownRegistry(logger, 10_000);
-  const deps = buildApiDeps(config, logger, shutdown);
+  const deps = buildAppDeps(config, logger, shutdown);
   await waitForRedis(deps.redis);
   const app = createApp(deps);
   const workerConfig = withConcurrency(parseConfig(workerConfigSchema, env));
@@ -86,11 +86,13 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     workerConfig,
     startWorkers(workerOverrides = {}) {
       const cfg = withConcurrency(parseConfig(workerConfigSchema, { ...env, ...workerOverrides }));
-      const services = selectServices(
-        { config: cfg, logger, database: deps.database, fileStore: deps.fileStore },
-        processorFactories,
-      );
-      const workers = startWorkers({ config: cfg, logger, services });
+      // Services of the workers' own, from the workers' config, over the app's connections.
+      const services = buildServices(cfg, deps, shutdown);
+      const workers = startWorkers({
+        config: cfg,
+        logger,
+        queues: assignQueues({ config: cfg, logger, services }, processorFactories),
+      });
       for (const w of workers.workers) trackWorker(w);
       running.push(workers);
       return workers;

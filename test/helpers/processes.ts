@@ -7,7 +7,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { rawEnv } from "../../lib/config.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 export type LogLine = Record<string, unknown> & { msg?: string; pid?: number };
 

@@ -1,0 +1,471 @@
+import { createHash, randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { apiConfigSchema } from "../domains/config.js";
+import { buildAppDeps } from "../http/server.js";
+import { loadTestEnv, parseConfig } from "../lib/config.js";
+import { createLogger } from "../lib/logger.js";
+import { waitForRedis } from "../lib/redis.js";
+import { createShutdownRegistry } from "../lib/shutdown.js";
+import {
+  captureLogs,
+  createTestContext,
+  eventually,
+  type TestContext,
+  uniquePrefix,
+} from "../test/helpers/context.js";
+import { freePort } from "../test/helpers/processes.js";
+import { type RedisServer, startRedisServer } from "../test/helpers/redis-server.js";
+import { createApp } from "./app.js";
+import { IDEMPOTENCY_TTL_SECONDS, type JobView, MAX_WAIT_SECONDS } from "./job-submission.js";
+
+type ErrorJson = { error: { code: string; message: string; requestId: string } };
+type Accepted = { job: { queue: string; id: string; statusUrl: string } };
+type JobJson = JobView;
+
+const event = (alertId: string = randomUUID()) => ({
+  type: "ALERT_CREATED",
+  alert: { alertId, name: "Disk full", status: "TRIGGERED", triggeredOn: "2026-11-21T11:00:00.000Z" },
+});
+
+const submit = (ctx: TestContext, body: unknown, headers: Record<string, string> = {}) =>
+  ctx.app.request("/v1/alerts/events", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+
+/** Every job in the context's alert-ingestion queue, whatever its state. */
+const jobCount = async (ctx: TestContext) =>
+  Object.values(await ctx.deps.queues.get("alert-ingestion").getJobCounts()).reduce((a, b) => a + b, 0);
+
+let t: TestContext; // workers running
+let idle: TestContext; // no workers: jobs stay waiting
+beforeAll(async () => {
+  [t, idle] = await Promise.all([createTestContext(), createTestContext()]);
+  t.startWorkers();
+});
+afterAll(() => Promise.all([t.close(), idle.close()]));
+
+describe("Idempotency-Key", () => {
+  it("answers the same job for the same key, and enqueues it once", async () => {
+    const before = await jobCount(idle);
+    const key = `order-${randomUUID()}`;
+    const first = await submit(idle, event(), { "Idempotency-Key": key });
+    const second = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect(first.headers.get("idempotent-replayed")).toBeNull();
+    expect(second.headers.get("idempotent-replayed")).toBe("true");
+    const [a, b] = (await Promise.all([first.json(), second.json()])) as [Accepted, Accepted];
+    expect(b.job.id).toBe(a.job.id);
+    expect(second.headers.get("location")).toBe(first.headers.get("location"));
+    expect(await jobCount(idle)).toBe(before + 1);
+  });
+
+  it("enqueues a job per distinct key", async () => {
+    const before = await jobCount(idle);
+    const [a, b] = await Promise.all(
+      [randomUUID(), randomUUID()].map(async (key) => {
+        const res = await submit(idle, event(), { "Idempotency-Key": key });
+        expect(res.status).toBe(202);
+        return ((await res.json()) as Accepted).job.id;
+      }),
+    );
+    expect(a).not.toBe(b);
+    expect(await jobCount(idle)).toBe(before + 2);
+  });
+
+  it("makes one job of ten concurrent submissions with one key", async () => {
+    const before = await jobCount(idle);
+    const key = randomUUID();
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => submit(idle, event(), { "Idempotency-Key": key })),
+    );
+    expect(responses.map((r) => r.status)).toEqual(Array(10).fill(202));
+    const ids = await Promise.all(responses.map(async (r) => ((await r.json()) as Accepted).job.id));
+    expect(new Set(ids).size).toBe(1);
+    expect(responses.filter((r) => r.headers.get("idempotent-replayed") === "true")).toHaveLength(9);
+    expect(await jobCount(idle)).toBe(before + 1);
+  });
+
+  it.each([
+    ["longer than 255 characters", "k".repeat(300)],
+    ["with a space", "my key"],
+    ["with a control character", "key\u0001"],
+    ["with a non-ASCII character", "cl\u00e9"],
+    ["empty", ""],
+  ])("rejects a key %s with 400 and the error body, enqueuing nothing", async (_label, key) => {
+    const before = await jobCount(idle);
+    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error).toMatchObject({
+      code: "BAD_REQUEST",
+      message: expect.stringMatching(/Idempotency-Key/),
+    });
+    expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+    expect(await jobCount(idle)).toBe(before);
+  });
+});
+
+describe("Idempotency-Key races", () => {
+  const slotOf = (ctx: TestContext, key: string) =>
+    `${ctx.deps.queues.prefix}:idempotency:alert-ingestion:${createHash("sha256").update(key).digest("base64url")}`;
+  const queueOf = (ctx: TestContext) => ctx.deps.queues.get("alert-ingestion");
+
+  it("answers 409 with Retry-After when the first request's job does not exist (yet)", async () => {
+    const before = await jobCount(idle);
+    const key = randomUUID();
+    // A first request that claimed the key a moment ago and has not enqueued its job.
+    await idle.deps.redis.set(slotOf(idle, key), "claimed-but-never-enqueued", "EX", IDEMPOTENCY_TTL_SECONDS);
+    const started = Date.now();
+    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(res.status).toBe(409);
+    expect(res.headers.get("retry-after")).toBe("1");
+    // It gave the first request some time to enqueue before answering.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error).toMatchObject({ code: "CONFLICT", message: expect.stringMatching(/Idempotency-Key/) });
+    expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+    expect(res.headers.get("location")).toBeNull();
+    expect(await jobCount(idle)).toBe(before);
+    expect(await idle.deps.redis.get(slotOf(idle, key))).toBe("claimed-but-never-enqueued");
+  });
+
+  it("answers the replay once the first request's job appears", async () => {
+    const key = randomUUID();
+    const id = `late-${randomUUID()}`;
+    await idle.deps.redis.set(slotOf(idle, key), id, "EX", IDEMPOTENCY_TTL_SECONDS);
+    let answeredAt = 0;
+    const pending = Promise.resolve(submit(idle, event(), { "Idempotency-Key": key })).then((r) => {
+      answeredAt = Date.now();
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await queueOf(idle).add("alerts.ingest", event(), { jobId: id });
+    const addedAt = Date.now();
+    const res = await pending;
+    // Not before the job existed.
+    expect(answeredAt).toBeGreaterThanOrEqual(addedAt);
+    expect(res.status).toBe(202);
+    expect(res.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await res.json()) as Accepted).job.id).toBe(id);
+  });
+
+  it("still replays a job acknowledged long ago and since trimmed from the queue", async () => {
+    const before = await jobCount(idle);
+    const key = randomUUID();
+    // Claimed an hour ago: its job was enqueued and has been removed (removeOnComplete) since.
+    await idle.deps.redis.set(slotOf(idle, key), "trimmed-job", "EX", IDEMPOTENCY_TTL_SECONDS - 3600);
+    const started = Date.now();
+    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(res.status).toBe(202);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(res.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await res.json()) as Accepted).job.id).toBe("trimmed-job");
+    expect(await jobCount(idle)).toBe(before);
+  });
+
+  it("never acknowledges a replay of a job whose enqueue then fails", async () => {
+    const key = randomUUID();
+    const queue = queueOf(idle);
+    const add = queue.add.bind(queue);
+    let calls = 0;
+    const spy = vi.spyOn(queue, "add").mockImplementation(async (...args) => {
+      // The first request's enqueue: slow, then failing. Later ones go through.
+      if (calls++ === 0) {
+        await new Promise((r) => setTimeout(r, 300));
+        throw new Error("enqueue failed");
+      }
+      return add(...args);
+    });
+    try {
+      const first = submit(idle, event(), { "Idempotency-Key": key });
+      await eventually(async () => ((await idle.deps.redis.get(slotOf(idle, key))) ? true : undefined));
+      const second = await submit(idle, event(), { "Idempotency-Key": key });
+      expect((await first).status).toBe(500);
+      // The second request took the key over once the first let it go, and enqueued its own job.
+      expect(second.status).toBe(202);
+      const { job } = (await second.json()) as Accepted;
+      expect(await queue.getJob(job.id)).toBeDefined();
+      expect(await idle.deps.redis.get(slotOf(idle, key))).toBe(job.id);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("releases the key on a failed enqueue only while it still holds that request's job id", async () => {
+    const key = randomUUID();
+    const slot = slotOf(idle, key);
+    const queue = queueOf(idle);
+    const spy = vi.spyOn(queue, "add").mockImplementationOnce(async () => {
+      // Meanwhile the claim expired and another request claimed the key.
+      await idle.deps.redis.set(slot, "another-request", "EX", IDEMPOTENCY_TTL_SECONDS);
+      throw new Error("enqueue failed");
+    });
+    try {
+      expect((await submit(idle, event(), { "Idempotency-Key": key })).status).toBe(500);
+      expect(await idle.deps.redis.get(slot)).toBe("another-request");
+    } finally {
+      spy.mockRestore();
+    }
+    // A failed enqueue that still owns its claim lets it go, so a retry can enqueue.
+    const key2 = randomUUID();
+    vi.spyOn(queue, "add").mockRejectedValueOnce(new Error("enqueue failed"));
+    expect((await submit(idle, event(), { "Idempotency-Key": key2 })).status).toBe(500);
+    expect(await idle.deps.redis.get(slotOf(idle, key2))).toBeNull();
+    expect((await submit(idle, event(), { "Idempotency-Key": key2 })).status).toBe(202);
+  });
+});
+
+describe("Prefer: wait", () => {
+  it("answers 200 with the finished job when it finishes in time", async () => {
+    const alertId = randomUUID();
+    const res = await submit(t, event(alertId), { Prefer: "wait=10" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("preference-applied")).toBe("wait=10");
+    const body = (await res.json()) as JobJson;
+    expect(body).toMatchObject({ queue: "alert-ingestion", state: "completed", result: { alertId } });
+    expect(res.headers.get("content-location")).toBe(`/v1/jobs/alert-ingestion/${body.id}`);
+    // Completed means written: the alert is there.
+    expect((await t.app.request(`/v1/alerts/${alertId}`)).status).toBe(200);
+  });
+
+  it(`caps the wait at ${MAX_WAIT_SECONDS} seconds`, async () => {
+    const res = await submit(t, event(), { Prefer: "respond-async, wait=600" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("preference-applied")).toBe(`wait=${MAX_WAIT_SECONDS}`);
+  });
+
+  it("answers 202 with Location once the wait is over and the job is not", async () => {
+    const started = Date.now();
+    const res = await submit(idle, event(), { Prefer: "wait=1" });
+    // A lower bound, which no slow machine can break: it did wait before giving up.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(res.status).toBe(202);
+    expect(res.headers.get("preference-applied")).toBeNull();
+    const body = (await res.json()) as Accepted;
+    expect(res.headers.get("location")).toBe(body.job.statusUrl);
+    const status = (await (await idle.app.request(body.job.statusUrl)).json()) as JobJson;
+    expect(status.state).toBe("waiting");
+  });
+
+  it("answers the first waited request of a fresh app as soon as the job is done", async () => {
+    const fresh = await createTestContext();
+    try {
+      fresh.startWorkers();
+      const alertId = randomUUID();
+      const res = await submit(fresh, event(alertId), { Prefer: "wait=5" });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ state: "completed", result: { alertId } });
+    } finally {
+      await fresh.close();
+    }
+  });
+});
+
+describe("GET /v1/jobs/{queue}/{id}", () => {
+  it("shows a finished job: state, attempts, result and timestamps", async () => {
+    const alertId = randomUUID();
+    // With an Idempotency-Key the event gets a job of its own (plain events may share one).
+    const accepted = (await (
+      await submit(t, event(alertId), { "Idempotency-Key": randomUUID() })
+    ).json()) as Accepted;
+    const job = await eventually(async () => {
+      const res = await t.app.request(accepted.job.statusUrl);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as JobJson;
+      return body.state === "completed" ? body : undefined;
+    });
+    expect(Object.keys(job).sort()).toEqual(
+      [
+        "id",
+        "queue",
+        "name",
+        "state",
+        "progress",
+        "attempts",
+        "result",
+        "failedReason",
+        "createdAt",
+        "processedAt",
+        "finishedAt",
+      ].sort(),
+    );
+    expect(job).toMatchObject({
+      id: accepted.job.id,
+      queue: "alert-ingestion",
+      name: "alerts.ingest",
+      attempts: 1,
+      result: { alertId },
+      failedReason: null,
+    });
+    const [created, processed, finished] = [job.createdAt, job.processedAt, job.finishedAt].map((s) =>
+      Date.parse(s ?? ""),
+    ) as [number, number, number];
+    expect(new Date(created).toISOString()).toBe(job.createdAt);
+    expect(created).toBeLessThanOrEqual(processed);
+    expect(processed).toBeLessThanOrEqual(finished);
+  });
+
+  it("never shows a job as finished without its result and finishedAt, however it is polled", async () => {
+    // Polled as fast as a client can: each poll may land while the job is being completed.
+    for (let i = 0; i < 20; i++) {
+      const accepted = (await (await submit(t, event())).json()) as Accepted;
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const view = (await (await t.app.request(accepted.job.statusUrl)).json()) as JobJson;
+        if (view.state === "completed") {
+          expect(view).toMatchObject({
+            result: { events: 1 },
+            finishedAt: expect.any(String),
+          });
+          break;
+        }
+        if (Date.now() > deadline) throw new Error(`job still ${view.state} after 10 s`);
+      }
+    }
+  });
+
+  it("shows a job that has not run yet as waiting, with no result and no run timestamps", async () => {
+    const accepted = (await (await submit(idle, event())).json()) as Accepted;
+    const res = await idle.app.request(accepted.job.statusUrl);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      state: "waiting",
+      attempts: 0,
+      result: null,
+      failedReason: null,
+      createdAt: expect.any(String),
+      processedAt: null,
+      finishedAt: null,
+    });
+  });
+
+  it.each([
+    ["an unknown job", "/v1/jobs/alert-ingestion/no-such-job"],
+    ["an unknown queue", "/v1/jobs/no-such-queue/abc"],
+  ])("answers 404 with the error body for %s", async (_label, path) => {
+    const res = await t.app.request(path);
+    expect(res.status).toBe(404);
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error.code).toBe("NOT_FOUND");
+    expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+  });
+});
+
+describe("job ids", () => {
+  it("are unguessable: long, URL-safe and all distinct", async () => {
+    // One after another: events posted at the same moment would share a job.
+    const responses: Response[] = [];
+    for (let i = 0; i < 100; i++) responses.push(await submit(idle, event()));
+    const ids = await Promise.all(
+      responses.map(async (r) => {
+        expect(r.status).toBe(202);
+        return ((await r.json()) as Accepted).job.id;
+      }),
+    );
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe("Redis down", () => {
+  let redis: RedisServer;
+  let ctx: TestContext | undefined;
+
+  beforeAll(async () => {
+    // With AOF as in production, so that a restart keeps what it had.
+    redis = await startRedisServer(["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
+    ctx = await createTestContext({ REDIS_URL: redis.url });
+  });
+  afterAll(async () => {
+    // A test that failed mid-outage leaves Redis stopped; the context closes against a live one.
+    if (!redis.running) await redis.start();
+    await ctx?.close();
+    await redis.remove();
+  });
+
+  it("answers 503 with Retry-After, and loses nothing that was acknowledged", async () => {
+    const c = ctx as TestContext;
+    const before = randomUUID();
+    expect((await submit(c, event(before))).status).toBe(202);
+
+    await redis.stop();
+    const during = randomUUID();
+    const refused = await submit(c, event(during));
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toMatch(/^\d+$/);
+    const body = (await refused.json()) as ErrorJson;
+    expect(body.error.code).toBe("SERVICE_UNAVAILABLE");
+    expect(body.error.requestId).toBe(refused.headers.get("x-request-id"));
+    const ready = await c.app.request("/ready");
+    expect(ready.status).toBe(503);
+    expect(ready.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect(await ready.json()).toMatchObject({ status: "unavailable", checks: { redis: { ok: false } } });
+
+    await redis.start();
+    // The client retries what was refused, as Retry-After tells it to, until it is accepted.
+    await eventually(
+      async () => ((await submit(c, event(during))).status === 202 ? true : undefined),
+      15_000,
+    );
+    expect((await c.app.request("/ready")).status).toBe(200);
+
+    c.startWorkers();
+    for (const alertId of [before, during]) {
+      await eventually(
+        async () => (await c.app.request(`/v1/alerts/${alertId}`)).status === 200 || undefined,
+      );
+    }
+  });
+});
+
+describe("Postgres down", () => {
+  it("answers reads with 503 and Retry-After, and still accepts events", async () => {
+    const { stream, lines } = captureLogs();
+    const logger = createLogger({ level: "warn" }, stream);
+    const shutdown = createShutdownRegistry(logger, 5_000);
+    const config = parseConfig(apiConfigSchema, {
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/nowhere`,
+      REDIS_URL: loadTestEnv().TEST_REDIS_URL,
+      QUEUE_PREFIX: uniquePrefix(),
+      MIGRATE_ON_START: "false",
+    });
+    const deps = buildAppDeps(config, logger, shutdown);
+    await waitForRedis(deps.redis);
+    const app = createApp(deps);
+    try {
+      const res = await app.request("/v1/alerts");
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(((await res.json()) as ErrorJson).error.code).toBe("SERVICE_UNAVAILABLE");
+      const ready = await app.request("/ready");
+      expect(ready.status).toBe(503);
+      expect(ready.headers.get("retry-after")).toMatch(/^\d+$/);
+      const readiness = (await ready.json()) as { checks: Record<string, Record<string, unknown>> };
+      expect(readiness).toMatchObject({ checks: { postgres: { ok: false }, redis: { ok: true } } });
+      // Unauthenticated: only ok and ms per check; the driver's message (host, port) goes to the log.
+      for (const name of ["postgres", "redis"])
+        expect(Object.keys(readiness.checks[name] ?? {}).sort()).toEqual(["ms", "ok"]);
+      expect(JSON.stringify(readiness)).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|nowhere/);
+      const warned = lines
+        .map(
+          (l) => JSON.parse(l) as { level: number; msg: string; check?: string; err?: { message?: string } },
+        )
+        .find((l) => l.msg === "readiness check failed" && l.check === "postgres");
+      expect(warned?.level).toBe(40);
+      expect(warned?.err?.message).toEqual(expect.any(String));
+      // Ingestion only enqueues: the events wait in Redis until Postgres is back.
+      const accepted = await app.request("/v1/alerts/events", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(event()),
+      });
+      expect(accepted.status).toBe(202);
+    } finally {
+      await Promise.all(deps.queues.names.map((n) => deps.queues.get(n).obliterate({ force: true })));
+      await shutdown.shutdown("test done");
+    }
+  });
+});

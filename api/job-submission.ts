@@ -1,0 +1,208 @@
+// The job contract every submission shares: 202 + Location + {"job": …}, Idempotency-Key
+// (same key within 24 h → the first job, nothing new enqueued) and Prefer: wait=N (RFC 7240).
+import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Job, JobsOptions, Queue } from "bullmq";
+import type { Context } from "hono";
+import type { Redis } from "ioredis";
+import type { AppEnv } from "../http/context.js";
+import { AppError, serviceUnavailable } from "../lib/errors.js";
+import { randomId } from "../lib/ids.js";
+import { enqueue, type JobName, type JobPayload, type QueueContract } from "../queues/contract.js";
+import type { QueueName } from "../queues/names.js";
+
+export const MAX_WAIT_SECONDS = 30;
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+
+export interface JobView {
+  id: string;
+  queue: QueueName;
+  name: string;
+  state: string;
+  progress: unknown;
+  attempts: number;
+  result: unknown;
+  failedReason: string | null;
+  createdAt: string | null;
+  processedAt: string | null;
+  finishedAt: string | null;
+}
+
+const iso = (ms: number | undefined | null) => (ms ? new Date(ms).toISOString() : null);
+
+/** `state`, when given, was read before `job` (see GET /v1/jobs/{queue}/{id}). */
+export async function jobView(queue: QueueName, job: Job, state?: string): Promise<JobView> {
+  return {
+    id: job.id ?? "",
+    queue,
+    name: job.name,
+    state: state === undefined || state === "unknown" ? await job.getState() : state,
+    progress: job.progress ?? 0,
+    attempts: job.attemptsMade,
+    result: job.returnvalue ?? null,
+    failedReason: job.failedReason || null,
+    createdAt: iso(job.timestamp),
+    processedAt: iso(job.processedOn),
+    finishedAt: iso(job.finishedOn),
+  };
+}
+
+export const statusUrl = (queue: QueueName, id: string) => `/v1/jobs/${queue}/${encodeURIComponent(id)}`;
+
+/** Parses `Prefer: wait=N` (among other preferences); undefined when absent. Capped at 30 s. */
+export function preferWait(header: string | undefined): number | undefined {
+  if (!header) return undefined;
+  const match = /(?:^|[,;\s])wait\s*=\s*"?(\d+)"?/i.exec(header);
+  if (!match?.[1]) return undefined;
+  return Math.min(Number(match[1]), MAX_WAIT_SECONDS);
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** A replay waits this long for the first request's job to appear, looking every REPLAY_POLL_MS. */
+const REPLAY_WAIT_MS = 2_000;
+const REPLAY_POLL_MS = 50;
+/**
+ * A claim older than this whose job does not exist is not still enqueueing (an enqueue is one
+ * round trip, and a failed one gives the claim back): its job was enqueued and has been trimmed
+ * since (removeOnComplete), and the replay answers with its id as it always did.
+ */
+const ENQUEUE_GRACE_MS = 10_000;
+/** Claims tried when the key keeps being let go between our SET NX and our GET. */
+const CLAIM_ATTEMPTS = 3;
+
+// Deletes the claim only while it still holds this request's job id: a claim that expired and
+// was taken by another request meanwhile is that request's.
+const RELEASE_CLAIM_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
+const stillEnqueueing = () =>
+  new AppError(
+    "CONFLICT",
+    "a request with this Idempotency-Key is still being enqueued (or its enqueue failed); retry shortly",
+    undefined,
+    1,
+  );
+
+/**
+ * The job a claimed key stands for, once it exists: waits up to REPLAY_WAIT_MS for the request
+ * that claimed the key to enqueue it, then answers 409. Undefined when the claim has gone (its
+ * request failed to enqueue, or it expired): the caller claims the key again.
+ */
+async function claimedJob(
+  redis: Redis,
+  queue: Queue,
+  slot: string,
+): Promise<{ id: string; job: Job | undefined } | undefined> {
+  const deadline = Date.now() + REPLAY_WAIT_MS;
+  for (;;) {
+    const [firstId, ttlMs] = await Promise.all([redis.get(slot), redis.pttl(slot)]);
+    if (firstId === null) return undefined;
+    const job = await queue.getJob(firstId);
+    if (job) return { id: firstId, job };
+    if (ttlMs >= 0 && IDEMPOTENCY_TTL_SECONDS * 1000 - ttlMs > ENQUEUE_GRACE_MS)
+      return { id: firstId, job: undefined };
+    if (Date.now() >= deadline) throw stillEnqueueing();
+    await sleep(REPLAY_POLL_MS);
+  }
+}
+
+export interface SubmitOptions<C extends QueueContract, N extends JobName<C>> {
+  contract: C;
+  name: N;
+  payload: JobPayload<C, N>;
+  jobOptions?: JobsOptions;
+  /** The body of the 200 answer when the client waited and the job completed in time. */
+  onCompleted?: (view: JobView) => unknown;
+}
+
+/** Enqueues one job under the platform's job contract and answers for it. */
+export async function submitJob<C extends QueueContract, N extends JobName<C>>(
+  c: Context<AppEnv>,
+  opts: SubmitOptions<C, N>,
+): Promise<Response> {
+  const { redis, queues } = c.get("deps");
+  if (redis.status !== "ready") throw serviceUnavailable("Redis");
+  const queueName = opts.contract.name;
+  const queue = queues.get(queueName);
+
+  let job: Job | undefined;
+  const idempotencyKey = c.req.header("Idempotency-Key");
+  if (idempotencyKey !== undefined) {
+    if (!IDEMPOTENCY_KEY.test(idempotencyKey))
+      throw new AppError("BAD_REQUEST", "Idempotency-Key must be 1-255 visible ASCII characters");
+    // The key is hashed: clients sometimes put meaningful data in it.
+    const digest = createHash("sha256").update(idempotencyKey).digest("base64url");
+    const slot = `${queues.prefix}:idempotency:${queueName}:${digest}`;
+    const jobId = randomId();
+    // Enqueue only under a claim of our own; otherwise answer for the job of the request that has it.
+    for (let attempt = 1; ; attempt++) {
+      if ((await redis.set(slot, jobId, "EX", IDEMPOTENCY_TTL_SECONDS, "NX")) !== null) break;
+      const first = await claimedJob(redis, queue, slot);
+      if (first) {
+        c.header("Idempotent-Replayed", "true");
+        return answer(c, queueName, first.id, first.job, opts);
+      }
+      if (attempt >= CLAIM_ATTEMPTS) throw stillEnqueueing();
+    }
+    try {
+      job = await enqueue(queue, opts.contract, opts.name, opts.payload, { ...opts.jobOptions, jobId });
+    } catch (err) {
+      // Release the key: nothing was enqueued under it, so a retry must be able to enqueue.
+      await redis.eval(RELEASE_CLAIM_SCRIPT, 1, slot, jobId).catch(() => {});
+      throw err;
+    }
+  } else {
+    job = await enqueue(queue, opts.contract, opts.name, opts.payload, opts.jobOptions);
+  }
+  return answer(c, queueName, job.id ?? "", job, opts);
+}
+
+async function answer(
+  c: Context<AppEnv>,
+  queueName: QueueName,
+  id: string,
+  job: Job | undefined,
+  opts: { onCompleted?: (view: JobView) => unknown },
+): Promise<Response> {
+  const wait = preferWait(c.req.header("Prefer"));
+  if (wait !== undefined && job) {
+    const finished = await waitForJob(c, queueName, job, wait);
+    if (finished) {
+      c.header("Preference-Applied", `wait=${wait}`);
+      const view = await jobView(queueName, finished);
+      c.header("Content-Location", statusUrl(queueName, id));
+      if (view.state === "completed" && opts.onCompleted)
+        return c.json(opts.onCompleted(view) as object, 200);
+      return c.json(view, 200);
+    }
+  }
+  return accepted(c, queueName, id);
+}
+
+/** The 202 of a submission: `Location` and a body naming the job. */
+export function accepted(c: Context<AppEnv>, queue: QueueName, id: string) {
+  const url = statusUrl(queue, id);
+  c.header("Location", url);
+  return c.json({ job: { queue, id, statusUrl: url } }, 202);
+}
+
+/** The job once it has completed or failed within `seconds`, else undefined. */
+async function waitForJob(c: Context<AppEnv>, queueName: QueueName, job: Job, seconds: number) {
+  if (seconds <= 0) return undefined;
+  const { queues } = c.get("deps");
+  const events = await queues.events(queueName);
+  try {
+    await job.waitUntilFinished(events, seconds * 1000);
+  } catch (err) {
+    // A failed job rejects too; only a timeout means "not finished yet".
+    if (err instanceof Error && /timed out/i.test(err.message)) return undefined;
+  }
+  const fresh = await queues.get(queueName).getJob(job.id ?? "");
+  if (!fresh) return undefined;
+  const state = await fresh.getState();
+  return state === "completed" || state === "failed" ? fresh : undefined;
+}

@@ -1,0 +1,32 @@
+// The only wiring of the domains: every domain's service, built once per process over the
+// process's connections, each registered with shutdown so it closes (drains its batches, stops
+// its threads) before the connections it uses. The API server, the worker entry, the dev start
+// and the test context all call buildServices; handlers read `c.get("services")`, processors
+// receive `services`.
+import type { ShutdownRegistry } from "../lib/shutdown.js";
+import { type AlertsService, createAlertsService } from "./alerts/service.js";
+import type { DomainsConfig } from "./config.js";
+import type { Connections } from "./connections.js";
+import { createFilesService, type FilesService } from "./files/service.js";
+import { createSecretsService, type SecretsService } from "./secrets/service.js";
+
+export interface Services {
+  alerts: AlertsService;
+  files: FilesService;
+  secrets: SecretsService;
+}
+
+export function buildServices(
+  config: DomainsConfig,
+  connections: Connections,
+  shutdown: ShutdownRegistry,
+): Services {
+  const services: Services = {
+    alerts: createAlertsService(config, connections),
+    files: createFilesService(config, connections),
+    secrets: createSecretsService(config, connections),
+  };
+  for (const [name, service] of Object.entries(services))
+    shutdown.register(`${name} service`, () => service.close());
+  return services;
+}
