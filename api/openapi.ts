@@ -72,7 +72,7 @@ export const jobSubmissionResponses = {
   409: errorResponse(
     "Idempotency-Key replayed while the first request's job is not enqueued yet; see Retry-After",
   ),
-} as const;
+};
 
 export const jobSubmissionHeaders = z.object({
   "idempotency-key": z

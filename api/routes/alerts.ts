@@ -167,7 +167,7 @@ alertsRoutes
       return submitJob(c, { contract: alertIngestionQueue, name: "alerts.ingest", payload: event }) as never;
     if (c.get("deps").redis.status !== "ready") throw serviceUnavailable("Redis");
     const jobId = await c.get("services").alerts.submit(event);
-    return accepted(c, alertIngestionQueue.name, jobId) as never;
+    return accepted(c, alertIngestionQueue.name, jobId);
   })
   .openapi(listRoute, async (c) => {
     const q = c.req.valid("query");

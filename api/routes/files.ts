@@ -284,7 +284,7 @@ filesRoutes
   })
   // Hono answers HEAD with the GET handler (body dropped); download() sees the method and
   // reads no chunk.
-  .openapi(getRoute, (c) => download(c, c.req.valid("param").name) as never)
+  .openapi(getRoute, (c) => download(c, c.req.valid("param").name))
   .openapi(deleteRoute, async (c) => {
     const { name } = c.req.valid("param");
     if (!(await c.get("services").files.remove(name)))
@@ -322,7 +322,7 @@ filesRoutes
     await upload(c, c.req.valid("param").fileName);
     return c.json({ ok: true as const }, 200);
   })
-  .openapi(legacyDownloadRoute, (c) => download(c, c.req.valid("param").fileName) as never);
+  .openapi(legacyDownloadRoute, (c) => download(c, c.req.valid("param").fileName));
 
 // Hono routes HEAD to the GET handlers; listed here so the OpenAPI document shows it.
 for (const path of ["/v1/files/{name}", "/download/{fileName}"]) {
