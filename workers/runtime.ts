@@ -19,9 +19,15 @@ export interface ProcessorDeps {
   services: Services;
 }
 
-/** What a queue's processor module provides: a handler per job and an optional close. */
+/** What a queue's processor module provides: a handler per job, an optional close and failure hook. */
 export interface Processor {
   handle(job: Job, log: Logger): Promise<unknown>;
+  /**
+   * Runs once a job has failed for good, however it failed: in handle (attempts spent, an
+   * unrecoverable error) or before it (a payload that stalled too often, which BullMQ fails
+   * without handing it over).
+   */
+  failed?(job: Job): Promise<void>;
   close?(): Promise<void>;
 }
 
@@ -128,6 +134,12 @@ export function startWorkers(opts: {
         },
         final ? "job failed" : "job failed; will retry",
       );
+      if (final && job && processor.failed)
+        processor
+          .failed(job)
+          .catch((hookErr: unknown) =>
+            logger.warn({ err: hookErr, queue, jobId: job.id }, "could not clean up a failed job"),
+          );
     });
     running.push({ worker, processor, connection });
     logger.info({ queue, concurrency }, "worker started");
