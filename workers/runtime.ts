@@ -97,10 +97,7 @@ export function startWorkers(opts: {
           // outage lasts, so work acknowledged with a 202 lands once it is back.
           if (token && isDependencyDown(err)) {
             const delayMs = outageDelayMs(job.attemptsStarted);
-            log.warn(
-              { delayMs, err: { message: (err as Error).message } },
-              "backing service unreachable; job delayed",
-            );
+            log.warn({ delayMs, err }, "backing service unreachable; job delayed");
             await job.moveToDelayed(Date.now() + delayMs, token);
             throw new DelayedError();
           }
@@ -130,7 +127,7 @@ export function startWorkers(opts: {
           jobName: job?.name,
           jobId: job?.id,
           attempt: job?.attemptsMade,
-          err: { message: err.message, name: err.name },
+          err,
         },
         final ? "job failed" : "job failed; will retry",
       );
