@@ -750,6 +750,22 @@ describe("secrets across a seal-key rotation (the API seals under the old key)",
   });
 });
 
+describe("the public development salt", () => {
+  const warning = (t: TestContext) => logLines(t).filter((l) => /SECRETS_KDF_SALT is unset/.test(l.msg));
+
+  it("warns when SECRETS_KDF_SALT is unset, and only then", async () => {
+    const unsalted = await createTestContext();
+    const salted = await createTestContext({ SECRETS_KDF_SALT: randomBytes(16).toString("hex") });
+    try {
+      expect(warning(unsalted)).toHaveLength(1);
+      expect(warning(unsalted)[0]?.level).toBe(40);
+      expect(warning(salted)).toEqual([]);
+    } finally {
+      await Promise.all([unsalted.close(), salted.close()]);
+    }
+  });
+});
+
 describe("a store job that stalls too often", () => {
   // A context of its own: no worker has run on its queue, so no earlier stalled check (every
   // 15 s) holds back the one below.

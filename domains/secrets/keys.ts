@@ -6,10 +6,15 @@ import type { SecretsConfig as SecretsSettings } from "./config.js";
 import { createKeyCache, deriveMasterKey } from "./record.js";
 
 /**
- * Used only outside production (where SECRETS_KDF_SALT is required): a fixed salt
- * keeps a developer's records readable across restarts, at the price of being public.
+ * Used only outside production (where SECRETS_KDF_SALT is required) when the salt is unset: a
+ * fixed salt keeps records readable across restarts, at the price of being public. A process
+ * that would use it says so at start (buildServices); `npm start` keeps a salt per install.
  */
 export const DEV_SECRETS_KDF_SALT = "conveyor/secrets/dev-kdf-salt/v1";
+
+/** True when this process's secrets would fall back to the public DEV_SECRETS_KDF_SALT. */
+export const usesDevKdfSalt = (config: { NODE_ENV: string; SECRETS_KDF_SALT?: string | undefined }) =>
+  config.SECRETS_KDF_SALT === undefined && config.NODE_ENV !== "production";
 
 type KeysConfig = Pick<
   SecretsSettings,
