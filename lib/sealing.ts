@@ -75,6 +75,7 @@ export interface SealKeyRing {
   keys: readonly SealKey[];
 }
 
+/** The id that blobs sealed under `key` carry (see SealKey). */
 export const sealKeyId = (key: Buffer): Buffer =>
   createHmac("sha256", key).update("conveyor/jobs/seal-key-id/v1").digest().subarray(0, SEAL_KEY_ID_BYTES);
 
