@@ -140,7 +140,7 @@ export function operatorPageRoutes(opts: { bullBoardPath: string }) {
       } catch (err) {
         if (!isDependencyDown(err)) throw err;
         // The page still loads and keeps polling, so it recovers by itself when Postgres is back.
-        c.get("log").warn({ err: { message: (err as Error).message } }, "dashboard data unavailable");
+        c.get("log").warn({ err }, "dashboard data unavailable");
         model.unavailable = "Postgres is not answering; the figures will appear as soon as it does.";
         status = 503;
       }

@@ -2,15 +2,21 @@
 // including the embedded Postgres and the private redis-server it starts when none answers.
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import postgres from "postgres";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { DEV_SECRETS_KDF_SALT } from "../domains/secrets/keys.js";
+import { decryptRecord, deriveMasterKey } from "../domains/secrets/record.js";
 import { loadTestEnv } from "../lib/config.js";
+import { createSealKeyRing, decodeKey, seal } from "../lib/sealing.js";
+import { storeSealContext } from "../queues/encryption.js";
 import { databaseUrl } from "../test/helpers/database.js";
 import { type ChildHandle, freePort, killAll, startProcess } from "../test/helpers/processes.js";
+import { KEPT_SECRETS_FILE, type KeptSecrets } from "./kept-secrets.js";
 import { isAlive } from "./processes.js";
 
 const env = loadTestEnv();
@@ -165,6 +171,99 @@ describe("npm start (dev/start.ts)", () => {
     p.child.kill("SIGTERM");
     expect(await p.waitForExit(20_000)).toEqual({ code: 0, signal: null });
   }, 90_000);
+
+  it("keeps a secrets salt and a seal key per install, so a restart opens what the last run left", async () => {
+    const name = `conveyor_sa_${randomBytes(6).toString("hex")}`;
+    const prefix = `test-${randomBytes(6).toString("hex")}`;
+    cleanups.push(() => admin.unsafe(`drop database if exists ${name} with (force)`));
+    const redis = new Redis(env.TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    cleanups.push(async () => {
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    });
+    const dir = await dataDir();
+    const port = await freePort();
+    const start = () =>
+      startProcess("start-all", "dev/start.ts", {
+        PORT: String(port),
+        DATABASE_URL: databaseUrl(env.TEST_PG_URL, name),
+        REDIS_URL: env.TEST_REDIS_URL,
+        QUEUE_PREFIX: prefix,
+        DEV_DATA_DIR: dir,
+      });
+    const api = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`http://127.0.0.1:${port}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+      });
+    const retrieve = async (id: string) =>
+      (await api("/v1/secrets/retrieve", { id, decryption_key: "the client's key" })).json();
+
+    const first = start();
+    await waitReady(first, port);
+    const file = join(dir, KEPT_SECRETS_FILE);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const kept = JSON.parse(await readFile(file, "utf8")) as KeptSecrets;
+    const stored = await api(
+      "/v1/secrets",
+      { id: "before-restart", encryption_key: "the client's key", value: "stored by the first run" },
+      { Prefer: "wait=10" },
+    );
+    expect(stored.status).toBe(200);
+    // Encrypted under the install's salt, not the public one; and nothing warned of it.
+    const sql = postgres(databaseUrl(env.TEST_PG_URL, name), { max: 1, onnotice: () => {} });
+    const [row] = await sql<
+      { ciphertext: Buffer }[]
+    >`select ciphertext from secrets where id = 'before-restart'`;
+    await sql.end();
+    const master = (salt: string) => deriveMasterKey("the client's key", Buffer.from(salt));
+    expect(
+      decryptRecord(await master(kept.SECRETS_KDF_SALT), "before-restart", row!.ciphertext).toString(),
+    ).toBe('"stored by the first run"');
+    await expect(
+      master(DEV_SECRETS_KDF_SALT).then((m) => decryptRecord(m, "before-restart", row!.ciphertext)),
+    ).rejects.toThrow();
+    expect(first.lines.some((l) => String(l.msg).includes("SECRETS_KDF_SALT is unset"))).toBe(false);
+    first.child.kill("SIGTERM");
+    expect(await first.waitForExit(20_000)).toEqual({ code: 0, signal: null });
+
+    // A store the API sealed just before the stop, still queued when the next run starts.
+    const queued = {
+      id: "queued-at-stop",
+      key: "the client's key",
+      value: '"queued"',
+      seq: Date.now() * 1000,
+    };
+    const queue = new Queue("encryption", { connection: redis, prefix });
+    await queue.add("secrets.store", {
+      id: queued.id,
+      sealed: seal(
+        createSealKeyRing(decodeKey(kept.JOB_SEAL_KEY)),
+        JSON.stringify(queued),
+        storeSealContext(queued.id),
+      ),
+    });
+    await queue.close();
+
+    const second = start();
+    await waitReady(second, port);
+    expect(JSON.parse(await readFile(file, "utf8"))).toEqual(kept);
+    expect(await retrieve("before-restart")).toEqual([
+      { id: "before-restart", value: "stored by the first run" },
+    ]);
+    const deadline = Date.now() + 15_000;
+    let landed: unknown = [];
+    while (Date.now() < deadline) {
+      landed = await retrieve("queued-at-stop");
+      if (Array.isArray(landed) && landed.length > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(landed).toEqual([{ id: "queued-at-stop", value: "queued" }]);
+    second.child.kill("SIGTERM");
+    expect(await second.waitForExit(20_000)).toEqual({ code: 0, signal: null });
+  }, 120_000);
 
   it("starts an embedded Postgres and a private redis-server when none answers, and stops them", async () => {
     const dir = await dataDir();

@@ -17,21 +17,32 @@ import { createShutdownRegistry, exitOnSignals } from "../lib/shutdown.js";
 import { processorFactories } from "../workers/processors.js";
 import { assignQueues, startWorkers } from "../workers/runtime.js";
 import { loadDevStartConfig } from "./config.js";
+import { keptSecrets } from "./kept-secrets.js";
 import { DevStartError, isPortFree } from "./processes.js";
 import { formatStartBanner, redactUrl, resolveDevServices } from "./services.js";
 
 // sysexits EX_UNAVAILABLE: a server it needs is missing and it could not start one.
 const EXIT_UNAVAILABLE = 69;
+// sysexits EX_CONFIG: what it keeps in its data dir is unreadable.
+const EXIT_CONFIG = 78;
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 const dev = loadDevStartConfig();
+const dataDir = isAbsolute(dev.DEV_DATA_DIR) ? dev.DEV_DATA_DIR : resolve(REPO_ROOT, dev.DEV_DATA_DIR);
+// The install's secrets salt and seal key, unless the environment sets them: a restart opens
+// the records and the queued stores of the last run.
+const kept = await keptSecrets(dataDir).catch((err: unknown) => {
+  process.stderr.write(`\nconveyor: cannot start: ${(err as Error).message}\n\n`);
+  process.exit(EXIT_CONFIG);
+});
 // Parsed now with the URLs it will try, so a bad variable stops the start before any server
 // is started; parsed again below with the URLs it ends up using.
-const planned = loadAllInOneConfig({
-  DATABASE_URL: dev.DATABASE_URL ?? dev.DEV_POSTGRES_URL,
-  REDIS_URL: dev.REDIS_URL ?? dev.DEV_REDIS_URL,
-});
+const planned = loadAllInOneConfig(
+  { DATABASE_URL: dev.DATABASE_URL ?? dev.DEV_POSTGRES_URL, REDIS_URL: dev.REDIS_URL ?? dev.DEV_REDIS_URL },
+  kept.secrets,
+);
 const logger = createLogger({ level: planned.LOG_LEVEL, name: "conveyor" });
+if (kept.created) logger.info({ file: kept.file }, "made a secrets salt and a seal key for this install");
 const shutdown = createShutdownRegistry(logger, planned.SHUTDOWN_TIMEOUT_MS);
 exitOnSignals(shutdown, logger);
 // Closing the terminal sends SIGHUP, whose default ends Node at once; the servers this start
@@ -44,9 +55,11 @@ try {
   if (planned.PORT !== 0 && !(await isPortFree(planned.PORT, planned.HOST))) {
     throw new DevStartError(`port ${planned.PORT} is in use on ${planned.HOST}; set PORT to another one`);
   }
-  const dataDir = isAbsolute(dev.DEV_DATA_DIR) ? dev.DEV_DATA_DIR : resolve(REPO_ROOT, dev.DEV_DATA_DIR);
   const services = await resolveDevServices(dev, { dataDir, logger, shutdown });
-  const config = loadAllInOneConfig({ DATABASE_URL: services.postgres.url, REDIS_URL: services.redis.url });
+  const config = loadAllInOneConfig(
+    { DATABASE_URL: services.postgres.url, REDIS_URL: services.redis.url },
+    kept.secrets,
+  );
   if (config.MIGRATE_ON_START) await migrateDatabase(config.DATABASE_URL, logger);
 
   // No credentials configured: the dashboards still open, with a password made for this run

@@ -3,7 +3,6 @@
 // domain adds its fragment to `domainsConfig`; every process then parses and documents it.
 import { z } from "zod";
 import { type ConfigOf, commonConfig, exitOnConfigIssues, httpConfig, loadConfig } from "../lib/config.js";
-import { generateKey } from "../lib/sealing.js";
 import { QUEUE_NAMES, type QueueName } from "../queues/names.js";
 import { alertsConfig } from "./alerts/config.js";
 import { filesConfig } from "./files/config.js";
@@ -82,11 +81,19 @@ export const loadWorkerConfig = (overrides?: Record<string, string | undefined>)
   if (c.WORKER_QUEUES.includes("encryption")) exitOnConfigIssues(secretsConfigIssues(c));
   return c;
 };
-export const loadAllInOneConfig = (overrides?: Record<string, string | undefined>): AllInOneConfig => {
+/**
+ * The all-in-one start's config. Outside production, what the start keeps in its data dir
+ * (`kept`) stands in for JOB_SEAL_KEY and SECRETS_KDF_SALT when the environment leaves them unset.
+ */
+export const loadAllInOneConfig = (
+  overrides: Record<string, string | undefined> = {},
+  kept: Partial<Pick<AllInOneConfig, "JOB_SEAL_KEY" | "SECRETS_KDF_SALT">> = {},
+): AllInOneConfig => {
   const c = withConcurrency(loadConfig(allInOneConfigSchema, overrides));
-  // One process both seals and opens, so outside production a key made for this run works
-  // (stores still queued when it stops do not open after a restart: set JOB_SEAL_KEY to keep them).
-  if (c.JOB_SEAL_KEY === undefined && c.NODE_ENV !== "production") c.JOB_SEAL_KEY = generateKey();
+  if (c.NODE_ENV !== "production") {
+    c.JOB_SEAL_KEY ??= kept.JOB_SEAL_KEY;
+    c.SECRETS_KDF_SALT ??= kept.SECRETS_KDF_SALT;
+  }
   exitOnConfigIssues(secretsConfigIssues(c));
   return c;
 };

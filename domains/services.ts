@@ -8,6 +8,7 @@ import { type AlertsService, createAlertsService } from "./alerts/service.js";
 import type { DomainsConfig } from "./config.js";
 import type { Connections } from "./connections.js";
 import { createFilesService, type FilesService } from "./files/service.js";
+import { usesDevKdfSalt } from "./secrets/keys.js";
 import { createSecretsService, type SecretsService } from "./secrets/service.js";
 
 export interface Services {
@@ -28,5 +29,9 @@ export function buildServices(
   };
   for (const [name, service] of Object.entries(services))
     shutdown.register(`${name} service`, () => service.close());
+  if (usesDevKdfSalt(config))
+    connections.logger.warn(
+      "SECRETS_KDF_SALT is unset: secrets stored and read here use the public development salt; set it",
+    );
   return services;
 }

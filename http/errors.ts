@@ -53,10 +53,7 @@ export function onError(err: Error, c: Context<AppEnv>) {
   }
   const log = c.get("log");
   if (isDependencyDown(err)) {
-    log?.warn(
-      { err: { message: err.message, code: (err as { code?: string }).code } },
-      "dependency unavailable",
-    );
+    log?.warn({ err }, "dependency unavailable");
     return sendError(
       c,
       "SERVICE_UNAVAILABLE",

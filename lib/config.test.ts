@@ -112,6 +112,15 @@ describe("config", () => {
     expect(secretsConfigIssues(production).join()).toMatch(/SECRETS_KDF_SALT/);
   });
 
+  it("reads JOB_SEAL_KEYS_ACCEPTED as a comma-separated list of seal keys", () => {
+    const [a, b] = [Buffer.alloc(32, 1).toString("base64"), Buffer.alloc(32, 2).toString("base64")];
+    const parse = (accepted: string) =>
+      parseConfig(apiConfigSchema, { ...base, JOB_SEAL_KEYS_ACCEPTED: accepted });
+    expect(parse(`${a}, ${b},`).JOB_SEAL_KEYS_ACCEPTED).toEqual([a, b]);
+    expect(parseConfig(apiConfigSchema, base).JOB_SEAL_KEYS_ACCEPTED).toBeUndefined();
+    expect(() => parse(`${a},short`)).toThrow(/JOB_SEAL_KEYS_ACCEPTED/);
+  });
+
   it("makes an API process without JOB_SEAL_KEY exit with a message naming it", () => {
     const result = spawnSync("npx", ["tsx", "api/server.ts"], {
       env: { PATH: rawEnv("PATH"), ...base, MIGRATE_ON_START: "false" },

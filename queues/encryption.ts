@@ -1,5 +1,5 @@
 // Contract of the `encryption` queue: one `secrets.store` job per accepted store. The client's
-// key and value travel sealed (lib/crypto.ts seal, under JOB_SEAL_KEY); only the record id,
+// key and value travel sealed (lib/sealing.ts seal, under JOB_SEAL_KEY); only the record id,
 // which is a lookup key and no secret, is in clear.
 import { z } from "zod";
 import { baseJobOptions, defineQueue } from "./contract.js";
@@ -34,8 +34,10 @@ export const encryptionQueue = defineQueue({
   defaultJobOptions: {
     ...baseJobOptions,
     // Postgres being unreachable does not spend attempts (the worker runtime delays the job
-    // instead, see workers/runtime.ts); these are for everything else.
-    attempts: 20,
+    // instead, see workers/runtime.ts); these are for everything else. A job keeps its sealed
+    // payload while it retries, so the schedule stays short: at most 17 minutes of backoff in all
+    // (20 attempts would be 73 hours).
+    attempts: 12,
     backoff: { type: "exponential", delay: 500, jitter: 0.5 },
   },
 });

@@ -1,10 +1,22 @@
 // `encryption`: each `secrets.store` job hands its sealed payload to the secrets service, which
 // opens it, encrypts the value under the client's key and writes it (last write wins by seq).
-// A finished job keeps no secret: its data is replaced by { id, redacted }.
+// A finished job keeps no secret: its data is replaced by { id, redacted }, whether it completed
+// or failed for good.
 import { type Job, UnrecoverableError } from "bullmq";
 import { isDependencyDown, PermanentError } from "../lib/errors.js";
 import { encryptionQueue, type SecretStorePayload } from "../queues/encryption.js";
 import { jobPayload, type ProcessorFactory, unrecoverable } from "./runtime.js";
+
+/** A failed job is kept for days: it keeps the id, not the sealed key and value. */
+function redactFailed(job: Job): Promise<void> {
+  const id = typeof job.data?.id === "string" ? job.data.id : "";
+  return job.updateData({ id, redacted: "failed" } satisfies SecretStorePayload);
+}
+
+const isFinalFailure = (err: unknown, job: Job) =>
+  err instanceof PermanentError ||
+  err instanceof UnrecoverableError ||
+  job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 
 export const encryptionProcessor: ProcessorFactory = ({ services: { secrets } }) => ({
   async handle(job: Job) {
@@ -19,16 +31,15 @@ export const encryptionProcessor: ProcessorFactory = ({ services: { secrets } })
     } catch (err) {
       // An outage is no failure: the runtime delays the job, which must keep its sealed payload.
       if (isDependencyDown(err)) throw err;
-      const final =
-        err instanceof PermanentError ||
-        err instanceof UnrecoverableError ||
-        job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      // A failed job is kept for days: it keeps the id, not the sealed key and value.
-      if (final)
-        await job.updateData({ id, redacted: "failed" } satisfies SecretStorePayload).catch(() => {});
+      // Redacted before the job is failed, so a crash in between cannot leave a failed job that
+      // still holds the sealed payload; failed() below catches the paths that never get here.
+      if (isFinalFailure(err, job)) await redactFailed(job).catch(() => {});
       throw err;
     }
     await job.updateData({ id, redacted: "stored" } satisfies SecretStorePayload);
     return { id, stored: true };
   },
+  // A payload that does not parse, or one that stalled too often, fails without reaching the
+  // catch above.
+  failed: redactFailed,
 });

@@ -19,9 +19,15 @@ export interface ProcessorDeps {
   services: Services;
 }
 
-/** What a queue's processor module provides: a handler per job and an optional close. */
+/** What a queue's processor module provides: a handler per job, an optional close and failure hook. */
 export interface Processor {
   handle(job: Job, log: Logger): Promise<unknown>;
+  /**
+   * Runs once a job has failed for good, however it failed: in handle (attempts spent, an
+   * unrecoverable error) or before it (a payload that stalled too often, which BullMQ fails
+   * without handing it over).
+   */
+  failed?(job: Job): Promise<void>;
   close?(): Promise<void>;
 }
 
@@ -91,10 +97,7 @@ export function startWorkers(opts: {
           // outage lasts, so work acknowledged with a 202 lands once it is back.
           if (token && isDependencyDown(err)) {
             const delayMs = outageDelayMs(job.attemptsStarted);
-            log.warn(
-              { delayMs, err: { message: (err as Error).message } },
-              "backing service unreachable; job delayed",
-            );
+            log.warn({ delayMs, err }, "backing service unreachable; job delayed");
             await job.moveToDelayed(Date.now() + delayMs, token);
             throw new DelayedError();
           }
@@ -124,10 +127,16 @@ export function startWorkers(opts: {
           jobName: job?.name,
           jobId: job?.id,
           attempt: job?.attemptsMade,
-          err: { message: err.message, name: err.name },
+          err,
         },
         final ? "job failed" : "job failed; will retry",
       );
+      if (final && job && processor.failed)
+        processor
+          .failed(job)
+          .catch((hookErr: unknown) =>
+            logger.warn({ err: hookErr, queue, jobId: job.id }, "could not clean up a failed job"),
+          );
     });
     running.push({ worker, processor, connection });
     logger.info({ queue, concurrency }, "worker started");

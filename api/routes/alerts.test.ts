@@ -408,3 +408,37 @@ describe("GET /v1/alerts and /v1/alerts/stats", () => {
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe("NOT_FOUND");
   });
 });
+
+describe("a failed alerts query", () => {
+  // The request log leaves the query string out on purpose; an error must not bring it back.
+  const marker = `filter-value-${randomUUID()}`;
+  const noFilterValueIn = (ctx: TestContext, msg: string) => {
+    expect(ctx.logs.some((l) => l.includes(msg))).toBe(true);
+    for (const line of ctx.logs) expect(line).not.toContain(marker);
+  };
+
+  it("logs the error without the query's parameters", async () => {
+    const broken = await createTestContext();
+    try {
+      // A schema the code does not expect: every query on the column fails.
+      await broken.deps.database.sql`alter table alerts rename column service_name to renamed`;
+      const res = await broken.app.request(`/v1/alerts?service=${marker}`);
+      expect(res.status).toBe(500);
+      noFilterValueIn(broken, "unhandled error");
+      expect(broken.logs.some((l) => l.includes("42703") && l.includes("select"))).toBe(true);
+    } finally {
+      await broken.close();
+    }
+  });
+
+  it("logs an unreachable Postgres without the query's parameters", async () => {
+    const cutOff = await createTestContext({ DATABASE_URL: "postgres://postgres@127.0.0.1:1/conveyor" });
+    try {
+      const res = await cutOff.app.request(`/v1/alerts/stats?responder=${marker}`);
+      expect(res.status).toBe(503);
+      noFilterValueIn(cutOff, "dependency unavailable");
+    } finally {
+      await cutOff.close();
+    }
+  });
+});

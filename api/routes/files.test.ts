@@ -694,7 +694,8 @@ describe("overwrite, concurrency and aborts (64 KiB chunks)", () => {
   let big: TestContext;
   let served: ServedApp;
   beforeAll(async () => {
-    big = await createTestContext({ FILE_CHUNK_SIZE: String(64 * KIB) });
+    // At debug: a client going away is logged there.
+    big = await createTestContext({ FILE_CHUNK_SIZE: String(64 * KIB), LOG_LEVEL: "debug" });
     served = await serveApp(big.app);
   });
   afterAll(async () => {
@@ -790,6 +791,38 @@ describe("overwrite, concurrency and aborts (64 KiB chunks)", () => {
     // No reader left: an overwrite deletes the old version at once.
     await store(big, name, randomBytes(KIB));
     expect(await chunkKeysOf(big, oldVersion)).toEqual([]);
+    expect((await big.app.request(path(name), { method: "DELETE" })).status).toBe(204);
+  });
+
+  it("logs a client that goes away mid-download as no error of the server's", async () => {
+    const name = uniqueName("walked-away");
+    await store(big, name, randomBytes(8 * MIB));
+    const requestId = `req-walked-away-${name}`;
+    await new Promise<void>((resolve) => {
+      const req = http.get(
+        {
+          host: "127.0.0.1",
+          port: served.port,
+          path: path(name),
+          agent: false,
+          headers: { "x-request-id": requestId },
+        },
+        (res) => res.once("data", () => req.destroy()),
+      );
+      req.on("error", () => {});
+      req.on("close", () => resolve());
+    });
+    const ofRequest = () =>
+      big.logs
+        .map((l) => JSON.parse(l) as { level: number; msg: string; requestId?: string })
+        .filter((l) => l.requestId === requestId);
+    // Logged once, at debug, whichever side noticed first: the route's close listener or a write.
+    await eventually(async () =>
+      ofRequest().some((l) => l.msg === "download stopped: the client went away" && l.level === 20)
+        ? true
+        : undefined,
+    );
+    expect(ofRequest().filter((l) => l.level >= 50)).toEqual([]);
     expect((await big.app.request(path(name), { method: "DELETE" })).status).toBe(204);
   });
 

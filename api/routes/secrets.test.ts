@@ -1,13 +1,21 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
-import type { Job } from "bullmq";
+import { type Job, Worker } from "bullmq";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDatabase, type Database } from "../../db/client.js";
 import { withConcurrency, workerConfigSchema } from "../../domains/config.js";
 import { createSecretsService } from "../../domains/secrets/service.js";
 import { parseConfig } from "../../lib/config.js";
-import { decodeKey, seal } from "../../lib/sealing.js";
+import { createRedis } from "../../lib/redis.js";
+import {
+  createSealKeyRing,
+  decodeKey,
+  GCM_NONCE_BYTES,
+  gcmEncrypt,
+  seal,
+  sealKeyId,
+} from "../../lib/sealing.js";
 import { storeSealContext } from "../../queues/encryption.js";
 import {
   createTestContext,
@@ -290,7 +298,11 @@ describe("secrets (default settings, workers running)", () => {
 
   it("fails a job whose sealed payload is malformed, and keeps no sealed data on it", async () => {
     const id = `malformed-${run}`;
-    const sealed = seal(decodeKey(TEST_SEAL_KEY), JSON.stringify({ id }), storeSealContext(id));
+    const sealed = seal(
+      createSealKeyRing(decodeKey(TEST_SEAL_KEY)),
+      JSON.stringify({ id }),
+      storeSealContext(id),
+    );
     const job = await t.deps.queues.get("encryption").add("secrets.store", { id, sealed });
     const view = await api.finished(`/v1/jobs/encryption/${job.id}`);
     expect(view).toMatchObject({ state: "failed", failedReason: "sealed payload is malformed" });
@@ -298,6 +310,20 @@ describe("secrets (default settings, workers running)", () => {
       id,
       redacted: "failed",
     });
+  });
+
+  it("redacts a job whose payload does not parse, though it fails before the processor's own checks", async () => {
+    const id = "x".repeat(300);
+    const sealed = seal(createSealKeyRing(decodeKey(TEST_SEAL_KEY)), "{}", storeSealContext(id));
+    const queue = t.deps.queues.get("encryption");
+    const job = await queue.add("secrets.store", { id, sealed });
+    const view = await api.finished(`/v1/jobs/encryption/${job.id}`);
+    expect(view).toMatchObject({ state: "failed" });
+    // The failure hook runs just after BullMQ has failed the job.
+    await eventually(async () =>
+      (await queue.getJob(job.id ?? ""))?.data.sealed === undefined ? true : undefined,
+    );
+    expect((await queue.getJob(job.id ?? ""))?.data).toEqual({ id, redacted: "failed" });
   });
 
   describe("rejects bad input with a 4xx and the error body, enqueuing nothing", () => {
@@ -633,6 +659,159 @@ describe("secrets failed-decryption limit under concurrency (SECRETS_FAILED_DECR
     const slots = await failureSlots();
     expect(slots.length).toBeGreaterThan(0);
     for (const s of slots) expect(s.pttl, s.key).toBeGreaterThan(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("secrets across a seal-key rotation (the API seals under the old key)", () => {
+  const OLD_KEY = TEST_SEAL_KEY;
+  const NEXT_KEY = "rTXiBqVzMzM4P+tqrlHYo7kxoNGFW4rZgwF1E/ZvgXw=";
+  const oldKeyId = sealKeyId(decodeKey(OLD_KEY)).toString("hex");
+  let t: TestContext;
+  const api = client(() => t);
+  beforeAll(async () => {
+    t = await createTestContext({ JOB_SEAL_KEY: OLD_KEY });
+  });
+  afterAll(() => t.close());
+
+  const queue = () => t.deps.queues.get("encryption");
+  const storeJob = (id: string, sealed: string) =>
+    queue().add("secrets.store", { id, sealed }, { jobId: `${id}-job` });
+  const sealedStore = (id: string, value: unknown, sealedWith: string) =>
+    seal(
+      createSealKeyRing(decodeKey(sealedWith)),
+      JSON.stringify({ id, key: "k", value: JSON.stringify(value), seq: Date.now() * 1000 }),
+      storeSealContext(id),
+    );
+  /** A version 0x01 blob, as deploys before the key ring sealed stores: no key id. */
+  const sealedStoreV1 = (id: string, value: unknown, key: string) => {
+    const plaintext = JSON.stringify({ id, key: "k", value: JSON.stringify(value), seq: Date.now() * 1000 });
+    const version = Buffer.of(0x01);
+    const aad = Buffer.concat([version, Buffer.from(storeSealContext(id))]);
+    const { nonce, body } = gcmEncrypt(decodeKey(key), Buffer.from(plaintext), aad);
+    expect(nonce).toHaveLength(GCM_NONCE_BYTES);
+    return Buffer.concat([version, nonce, body]).toString("base64");
+  };
+
+  it("opens stores sealed under either key of a worker's ring, version 0x01 blobs included", async () => {
+    // The middle step of a rotation: this worker seals under the next key and still accepts the old.
+    const workers = t.startWorkers({
+      WORKER_QUEUES: "encryption",
+      JOB_SEAL_KEY: NEXT_KEY,
+      JOB_SEAL_KEYS_ACCEPTED: OLD_KEY,
+    });
+    try {
+      const p = `ring-${run}`;
+      await api.store(`${p}-api`, "k", "sealed by the API under the old key");
+      const jobs = [
+        await storeJob(`${p}-next`, sealedStore(`${p}-next`, "sealed under the next key", NEXT_KEY)),
+        await storeJob(`${p}-v1`, sealedStoreV1(`${p}-v1`, "sealed before key ids", OLD_KEY)),
+      ];
+      for (const job of jobs)
+        expect(await api.finished(`/v1/jobs/encryption/${job.id}`)).toMatchObject({ state: "completed" });
+      expect(await api.values(`${p}-*`, "k")).toEqual([
+        { id: `${p}-api`, value: "sealed by the API under the old key" },
+        { id: `${p}-next`, value: "sealed under the next key" },
+        { id: `${p}-v1`, value: "sealed before key ids" },
+      ]);
+    } finally {
+      await workers.close();
+    }
+  });
+
+  it("retries, naming the key id, a store sealed under a key the worker no longer holds", async () => {
+    const retired = t.startWorkers({ WORKER_QUEUES: "encryption", JOB_SEAL_KEY: NEXT_KEY });
+    const id = `retired-${run}`;
+    const { id: jobId, statusUrl } = await api.submit(id, "k", "sealed under the retired key");
+    try {
+      const job = await eventually(async () => {
+        const j = await queue().getJob(jobId);
+        return j && j.attemptsMade >= 1 ? j : undefined;
+      });
+      expect(job.failedReason).toContain(`key id ${oldKeyId}`);
+      // Not failed for good: a replica that still holds the key can store it.
+      expect(await job.getState()).not.toBe("failed");
+    } finally {
+      await retired.close();
+    }
+    const accepting = t.startWorkers({
+      WORKER_QUEUES: "encryption",
+      JOB_SEAL_KEY: NEXT_KEY,
+      JOB_SEAL_KEYS_ACCEPTED: OLD_KEY,
+    });
+    try {
+      await (await queue().getJob(jobId))?.promote().catch(() => {});
+      expect(await api.finished(statusUrl)).toMatchObject({ state: "completed" });
+      expect(await api.values(id, "k")).toEqual([{ id, value: "sealed under the retired key" }]);
+    } finally {
+      await accepting.close();
+    }
+  });
+});
+
+describe("the public development salt", () => {
+  const warning = (t: TestContext) => logLines(t).filter((l) => /SECRETS_KDF_SALT is unset/.test(l.msg));
+
+  it("warns when SECRETS_KDF_SALT is unset, and only then", async () => {
+    const unsalted = await createTestContext();
+    const salted = await createTestContext({ SECRETS_KDF_SALT: randomBytes(16).toString("hex") });
+    try {
+      expect(warning(unsalted)).toHaveLength(1);
+      expect(warning(unsalted)[0]?.level).toBe(40);
+      expect(warning(salted)).toEqual([]);
+    } finally {
+      await Promise.all([unsalted.close(), salted.close()]);
+    }
+  });
+});
+
+describe("a store job that stalls too often", () => {
+  // A context of its own: no worker has run on its queue, so no earlier stalled check (every
+  // 15 s) holds back the one below.
+  let t: TestContext;
+  const api = client(() => t);
+  beforeAll(async () => {
+    t = await createTestContext();
+  });
+  afterAll(() => t.close());
+  const queue = () => t.deps.queues.get("encryption");
+
+  it("redacts a job BullMQ fails for stalling too often, which never reaches the processor", async () => {
+    const id = `stalled-${run}`;
+    const { id: jobId, statusUrl } = await api.submit(id, "k", "v");
+    // A worker that takes the job and dies: its lock lapses, and with no stall allowed its own
+    // stalled check marks the job failed (BullMQ fails it when a worker next takes it).
+    const connection = createRedis(t.workerConfig.REDIS_URL, "worker", t.logger);
+    const dead = trackWorker(
+      new Worker("encryption", null, {
+        connection,
+        prefix: t.prefix,
+        autorun: false,
+        lockDuration: 100,
+        stalledInterval: 100,
+        maxStalledCount: 0,
+      }),
+    );
+    try {
+      expect((await dead.getNextJob("dead-worker"))?.id).toBe(jobId);
+      dead.startStalledCheckTimer();
+      await eventually(async () => ((await queue().getJob(jobId))?.deferredFailure ? true : undefined));
+    } finally {
+      await dead.close();
+      await connection.quit();
+    }
+    const workers = t.startWorkers({ WORKER_QUEUES: "encryption" });
+    try {
+      const view = await api.finished(statusUrl);
+      expect(view).toMatchObject({ state: "failed", failedReason: "job stalled more than allowable limit" });
+      await eventually(async () =>
+        (await queue().getJob(jobId))?.data.sealed === undefined ? true : undefined,
+      );
+      expect((await queue().getJob(jobId))?.data).toEqual({ id, redacted: "failed" });
+    } finally {
+      await workers.close();
+    }
   });
 });
 

@@ -199,17 +199,23 @@ export async function receiveUpload(
  */
 function writeAndWait(out: ServerResponse, connection: Socket, bytes: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    const gone = () => reject(new Error("the client went away"));
+    const gone = () => reject(new ClientGoneError("the client went away"));
     if (connection.closed) return gone();
     out.once("close", gone);
     connection.once("close", gone);
     out.write(bytes, (err) => {
       out.off("close", gone);
       connection.off("close", gone);
-      if (err) reject(err);
+      // A failed write (ECONNRESET, EPIPE) is the client gone too, seen from the socket.
+      if (err) reject(new ClientGoneError(err.message, { cause: err }));
       else resolve();
     });
   });
+}
+
+/** The other end of a download closed the connection: routine, not a failure of the server. */
+class ClientGoneError extends Error {
+  override readonly name = "ClientGoneError";
 }
 
 export type ByteRange = { start: number; end: number };
@@ -381,12 +387,12 @@ export async function openDownload(
       return { bytes: (item.bytes as Buffer).subarray(from, to), release: item.release };
     };
     const cutShort = (err: unknown) => {
-      // (After a stop the client is gone already: nothing to report.)
-      if (!stopped)
-        log.error(
-          { name, version: manifest.version, err: { message: (err as Error).message } },
-          "download cut short",
-        );
+      // A client that goes away (stopped by the route, or seen by a write) is routine; only what
+      // failed on this side (the store, a damaged chunk) is an error.
+      const reason = (err as Error).message;
+      if (stopped || err instanceof ClientGoneError)
+        log.debug({ name, version: manifest.version, reason }, "download stopped: the client went away");
+      else log.error({ name, version: manifest.version, err }, "download cut short");
       stop();
     };
 

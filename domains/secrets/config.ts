@@ -17,6 +17,18 @@ export const secretsConfig = {
   // Optional in the schemas so tools and tests parse configs without it; required of every
   // process that serves secrets (secretsConfigIssues).
   JOB_SEAL_KEY: z.string().refine(isSealKey, "must be base64 of exactly 32 bytes").optional(),
+  // Keys that open sealed payloads but seal nothing, comma-separated: during a rotation, the next
+  // key before it seals anywhere, then the previous one until the jobs sealed under it are gone.
+  JOB_SEAL_KEYS_ACCEPTED: z
+    .string()
+    .transform((list) =>
+      list
+        .split(",")
+        .map((k) => k.trim())
+        .filter((k) => k !== ""),
+    )
+    .refine((keys) => keys.every(isSealKey), "each key must be base64 of exactly 32 bytes")
+    .optional(),
   // The deployment's scrypt salt for clients' keys. Set it once: records stored under another
   // salt no longer open. Required in production; a fixed public salt is used elsewhere.
   SECRETS_KDF_SALT: z.string().min(16, "at least 16 characters").optional(),

@@ -1,23 +1,33 @@
-// The keys of the secrets domain, built once per process from config: the JOB_SEAL_KEY that
-// seals store jobs, and the master keys derived from clients' keys (through a bounded cache).
-import { decodeKey, subKey } from "../../lib/sealing.js";
+// The keys of the secrets domain, built once per process from config: the seal key ring
+// (JOB_SEAL_KEY seals store jobs; it and JOB_SEAL_KEYS_ACCEPTED open them), and the master keys
+// derived from clients' keys (through a bounded cache).
+import { createSealKeyRing, decodeKey, type SealKeyRing, subKey } from "../../lib/sealing.js";
 import type { SecretsConfig as SecretsSettings } from "./config.js";
 import { createKeyCache, deriveMasterKey } from "./record.js";
 
 /**
- * Used only outside production (where SECRETS_KDF_SALT is required): a fixed salt
- * keeps a developer's records readable across restarts, at the price of being public.
+ * Used only outside production (where SECRETS_KDF_SALT is required) when the salt is unset: a
+ * fixed salt keeps records readable across restarts, at the price of being public. A process
+ * that would use it says so at start (buildServices); `npm start` keeps a salt per install.
  */
 export const DEV_SECRETS_KDF_SALT = "conveyor/secrets/dev-kdf-salt/v1";
 
+/** True when this process's secrets would fall back to the public DEV_SECRETS_KDF_SALT. */
+export const usesDevKdfSalt = (config: { NODE_ENV: string; SECRETS_KDF_SALT?: string | undefined }) =>
+  config.SECRETS_KDF_SALT === undefined && config.NODE_ENV !== "production";
+
 type KeysConfig = Pick<
   SecretsSettings,
-  "JOB_SEAL_KEY" | "SECRETS_KDF_SALT" | "SECRETS_KEY_CACHE_MAX" | "SECRETS_KEY_CACHE_TTL_SECONDS"
+  | "JOB_SEAL_KEY"
+  | "JOB_SEAL_KEYS_ACCEPTED"
+  | "SECRETS_KDF_SALT"
+  | "SECRETS_KEY_CACHE_MAX"
+  | "SECRETS_KEY_CACHE_TTL_SECONDS"
 >;
 
 export interface SecretsKeys {
-  /** The decoded JOB_SEAL_KEY: seals `secrets.store` payloads (API) and opens them (worker). */
-  sealKey: Buffer;
+  /** JOB_SEAL_KEY seals `secrets.store` payloads (API); it and JOB_SEAL_KEYS_ACCEPTED open them (worker). */
+  sealKeys: SealKeyRing;
   /** scrypt(client key, deployment salt), at most once per key per TTL in this process. */
   masterKey(clientKey: string): Promise<Buffer>;
   clear(): void;
@@ -26,15 +36,18 @@ export interface SecretsKeys {
 export function createSecretsKeys(config: KeysConfig): SecretsKeys {
   // lib/config.ts makes every process that serves secrets set it; only hand-built configs lack it.
   if (config.JOB_SEAL_KEY === undefined) throw new Error("JOB_SEAL_KEY is not configured");
-  const sealKey = decodeKey(config.JOB_SEAL_KEY);
+  const sealKeys = createSealKeyRing(
+    decodeKey(config.JOB_SEAL_KEY),
+    (config.JOB_SEAL_KEYS_ACCEPTED ?? []).map(decodeKey),
+  );
   const salt = Buffer.from(config.SECRETS_KDF_SALT ?? DEV_SECRETS_KDF_SALT, "utf8");
   const cache = createKeyCache({
-    lookupKey: subKey(sealKey, "conveyor/secrets/key-cache-lookup/v1"),
+    lookupKey: subKey(sealKeys.sealing.key, "conveyor/secrets/key-cache-lookup/v1"),
     max: config.SECRETS_KEY_CACHE_MAX,
     ttlMs: config.SECRETS_KEY_CACHE_TTL_SECONDS * 1000,
   });
   return {
-    sealKey,
+    sealKeys,
     masterKey: (clientKey) => cache.get(clientKey, (k) => deriveMasterKey(k, salt)),
     clear: () => cache.clear(),
   };

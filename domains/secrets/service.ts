@@ -54,11 +54,13 @@ export function createSecretsService(
   function openStore(id: string, sealed: string): SealedStore {
     let plaintext: Buffer;
     try {
-      plaintext = open(secretsKeys().sealKey, sealed, storeSealContext(id));
+      plaintext = open(secretsKeys().sealKeys, sealed, storeSealContext(id));
     } catch (err) {
-      // Retryable: during a JOB_SEAL_KEY rollout another replica may hold the key it was sealed with.
+      // Retryable: during a seal-key rollout another replica may hold the key it was sealed with.
       if (err instanceof CryptoError)
-        throw new Error(`sealed payload does not open with this worker's JOB_SEAL_KEY (${err.message})`);
+        throw new Error(
+          `sealed payload does not open with this worker's seal keys (JOB_SEAL_KEY, JOB_SEAL_KEYS_ACCEPTED): ${err.message}`,
+        );
       throw err;
     }
     const parsed = sealedStoreSchema.safeParse(safeJson(plaintext));
@@ -84,11 +86,11 @@ export function createSecretsService(
           "PAYLOAD_TOO_LARGE",
           `value is ${bytes} bytes as JSON; the limit is ${config.SECRETS_MAX_VALUE_BYTES}`,
         );
-      const { sealKey } = secretsKeys();
+      const { sealKeys } = secretsKeys();
       if (redis.status !== "ready") throw serviceUnavailable("Redis");
       const seq = await nextSecretSeq(redis, config.QUEUE_PREFIX);
       const sealed = seal(
-        sealKey,
+        sealKeys,
         JSON.stringify({ id, key, value: text, seq } satisfies SealedStore),
         storeSealContext(id),
       );
