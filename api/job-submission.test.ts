@@ -50,8 +50,9 @@ describe("Idempotency-Key", () => {
   it("answers the same job for the same key, and enqueues it once", async () => {
     const before = await jobCount(idle);
     const key = `order-${randomUUID()}`;
-    const first = await submit(idle, event(), { "Idempotency-Key": key });
-    const second = await submit(idle, event(), { "Idempotency-Key": key });
+    const body = event();
+    const first = await submit(idle, body, { "Idempotency-Key": key });
+    const second = await submit(idle, body, { "Idempotency-Key": key });
     expect(first.status).toBe(202);
     expect(second.status).toBe(202);
     expect(first.headers.get("idempotent-replayed")).toBeNull();
@@ -78,8 +79,9 @@ describe("Idempotency-Key", () => {
   it("makes one job of ten concurrent submissions with one key", async () => {
     const before = await jobCount(idle);
     const key = randomUUID();
+    const body = event();
     const responses = await Promise.all(
-      Array.from({ length: 10 }, () => submit(idle, event(), { "Idempotency-Key": key })),
+      Array.from({ length: 10 }, () => submit(idle, body, { "Idempotency-Key": key })),
     );
     expect(responses.map((r) => r.status)).toEqual(Array(10).fill(202));
     const ids = await Promise.all(responses.map(async (r) => ((await r.json()) as Accepted).job.id));
@@ -105,6 +107,96 @@ describe("Idempotency-Key", () => {
     });
     expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
     expect(await jobCount(idle)).toBe(before);
+  });
+});
+
+describe("Idempotency-Key reused with another request", () => {
+  const storeSecret = (
+    ctx: TestContext,
+    body: Record<string, unknown>,
+    headers: Record<string, string> = {},
+  ) =>
+    ctx.app.request("/v1/secrets", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    });
+  const secretSlotOf = (ctx: TestContext, key: string) =>
+    `${ctx.deps.queues.prefix}:idempotency:encryption:${createHash("sha256").update(key).digest("base64url")}`;
+
+  it("answers 422 IDEMPOTENCY_KEY_REUSED and enqueues nothing", async () => {
+    const key = randomUUID();
+    expect((await submit(idle, event(), { "Idempotency-Key": key })).status).toBe(202);
+    const before = await jobCount(idle);
+    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(res.status).toBe(422);
+    expect(res.headers.get("idempotent-replayed")).toBeNull();
+    expect(res.headers.get("location")).toBeNull();
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error).toMatchObject({
+      code: "IDEMPOTENCY_KEY_REUSED",
+      message: expect.stringMatching(/Idempotency-Key.*different request/),
+    });
+    expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+    expect(await jobCount(idle)).toBe(before);
+  });
+
+  it("counts a body with its keys in another order as the same request", async () => {
+    const key = randomUUID();
+    const { type, alert } = event();
+    const first = await submit(idle, { type, alert }, { "Idempotency-Key": key });
+    const reordered = await submit(
+      idle,
+      { alert: Object.fromEntries(Object.entries(alert).reverse()), type },
+      { "Idempotency-Key": key },
+    );
+    expect(reordered.status).toBe(202);
+    expect(reordered.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await reordered.json()) as Accepted).job.id).toBe(((await first.json()) as Accepted).job.id);
+  });
+
+  it("never acknowledges a store of another secret, and replays the first store's answer", async () => {
+    const key = randomUUID();
+    const idA = `clientA-${randomUUID()}`;
+    const storeA = { id: idA, encryption_key: "key of A", value: "value of A" };
+    const wait = { "Idempotency-Key": key, Prefer: "wait=10" };
+    const first = await storeSecret(t, storeA, wait);
+    expect(first.status).toBe(200);
+    expect(await first.json()).toEqual({ id: idA, stored: true });
+
+    const other = await storeSecret(
+      t,
+      { id: `clientB-${randomUUID()}`, encryption_key: "k", value: "v" },
+      wait,
+    );
+    expect(other.status).toBe(422);
+    expect(((await other.json()) as ErrorJson).error.code).toBe("IDEMPOTENCY_KEY_REUSED");
+
+    const replay = await storeSecret(t, storeA, wait);
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(await replay.json()).toEqual({ id: idA, stored: true });
+    // The slot keeps a keyed hash of the request, never the secret's key or value.
+    const slot = (await t.deps.redis.get(secretSlotOf(t, key))) ?? "";
+    expect(slot).not.toMatch(/value of A|key of A/);
+  });
+
+  it("answers a waited replay of a claim from before fingerprints with the first job's result", async () => {
+    const idA = `clientA-${randomUUID()}`;
+    const first = await storeSecret(t, { id: idA, encryption_key: "k", value: 1 }, { Prefer: "wait=10" });
+    expect(first.status).toBe(200);
+    const firstJobId = decodeURIComponent(first.headers.get("content-location")?.split("/").pop() ?? "");
+    // A claim the previous release wrote: the job id alone, no fingerprint to compare.
+    const key = randomUUID();
+    await t.deps.redis.set(secretSlotOf(t, key), firstJobId, "EX", IDEMPOTENCY_TTL_SECONDS);
+    const replay = await storeSecret(
+      t,
+      { id: `clientB-${randomUUID()}`, encryption_key: "k", value: 2 },
+      { "Idempotency-Key": key, Prefer: "wait=10" },
+    );
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(await replay.json()).toEqual({ id: idA, stored: true });
   });
 });
 
@@ -180,15 +272,18 @@ describe("Idempotency-Key races", () => {
       return add(...args);
     });
     try {
-      const first = submit(idle, event(), { "Idempotency-Key": key });
+      const body = event();
+      const first = submit(idle, body, { "Idempotency-Key": key });
       await eventually(async () => ((await idle.deps.redis.get(slotOf(idle, key))) ? true : undefined));
-      const second = await submit(idle, event(), { "Idempotency-Key": key });
+      const second = await submit(idle, body, { "Idempotency-Key": key });
       expect((await first).status).toBe(500);
       // The second request took the key over once the first let it go, and enqueued its own job.
       expect(second.status).toBe(202);
       const { job } = (await second.json()) as Accepted;
       expect(await queue.getJob(job.id)).toBeDefined();
-      expect(await idle.deps.redis.get(slotOf(idle, key))).toBe(job.id);
+      expect(JSON.parse((await idle.deps.redis.get(slotOf(idle, key))) ?? "{}")).toMatchObject({
+        job: job.id,
+      });
     } finally {
       spy.mockRestore();
     }
@@ -211,10 +306,11 @@ describe("Idempotency-Key races", () => {
     }
     // A failed enqueue that still owns its claim lets it go, so a retry can enqueue.
     const key2 = randomUUID();
+    const body = event();
     vi.spyOn(queue, "add").mockRejectedValueOnce(new Error("enqueue failed"));
-    expect((await submit(idle, event(), { "Idempotency-Key": key2 })).status).toBe(500);
+    expect((await submit(idle, body, { "Idempotency-Key": key2 })).status).toBe(500);
     expect(await idle.deps.redis.get(slotOf(idle, key2))).toBeNull();
-    expect((await submit(idle, event(), { "Idempotency-Key": key2 })).status).toBe(202);
+    expect((await submit(idle, body, { "Idempotency-Key": key2 })).status).toBe(202);
   });
 });
 

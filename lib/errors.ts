@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   RANGE_NOT_SATISFIABLE: 416,
   CHECKSUM_MISMATCH: 422,
   EMPTY_BODY: 422,
+  // An Idempotency-Key sent again with a different request: the first request's answer is not its.
+  IDEMPOTENCY_KEY_REUSED: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   // A stored file failed its SHA-1 check (or lost a chunk): never delivered as if it were whole.
