@@ -517,6 +517,66 @@ describe("Redis down", () => {
   });
 });
 
+describe("Redis frozen", () => {
+  let redis: RedisServer;
+  let ctx: TestContext | undefined;
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    ctx = await createTestContext({ REDIS_URL: redis.url, ALERTS_MAX_QUEUED: "2" });
+  });
+  afterAll(async () => {
+    // A test that failed while Redis was frozen leaves it stopped; the context closes against a live one.
+    redis.signal("SIGCONT");
+    await ctx?.close();
+    await redis.remove();
+  });
+
+  /** Runs `requests` while Redis is frozen (SIGSTOP: its sockets open, no answer), then thaws it. */
+  async function whileFrozen(requests: () => (Response | Promise<Response>)[]): Promise<Response[]> {
+    redis.signal("SIGSTOP");
+    try {
+      return await Promise.all(requests());
+    } finally {
+      redis.signal("SIGCONT");
+    }
+  }
+
+  const expectUnavailable = async (res: Response) => {
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error.code).toBe("SERVICE_UNAVAILABLE");
+    return body.error.message;
+  };
+
+  it("answers every write route with 503 and Retry-After instead of holding the request", async () => {
+    const c = ctx as TestContext;
+    const responses = await whileFrozen(() => [
+      submit(c, event()),
+      submit(c, event(), { "Idempotency-Key": randomUUID() }),
+      submit(c, event(), { Prefer: "wait=5" }),
+      c.app.request("/v1/secrets", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ id: `frozen-${randomUUID()}`, encryption_key: "k", value: 1 }),
+      }),
+    ]);
+    for (const res of responses) await expectUnavailable(res);
+    // Thawed, it takes work again.
+    await eventually(async () => ((await submit(c, event())).status === 202 ? true : undefined));
+  });
+
+  it("holds at most ALERTS_MAX_QUEUED events meanwhile, refusing the others at once", async () => {
+    const c = ctx as TestContext;
+    const responses = await whileFrozen(() => Array.from({ length: 20 }, () => submit(c, event())));
+    const messages = await Promise.all(responses.map(expectUnavailable));
+    expect(
+      messages.filter((m) => /too many alert events are waiting for Redis/.test(m)).length,
+    ).toBeGreaterThan(0);
+  });
+});
+
 describe("Postgres down", () => {
   it("answers reads with 503 and Retry-After, and still accepts events", async () => {
     const { stream, lines } = captureLogs();

@@ -83,9 +83,10 @@ export function isDependencyDown(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && CONNECTION_ERROR_CODES.has(code)) return true;
-  // ioredis with enableOfflineQueue: false, and a closed connection.
+  // ioredis with enableOfflineQueue: false, a closed connection, and a server that does not answer
+  // within commandTimeout (frozen, or swapping).
   if (
-    /Stream isn't writeable|Connection is closed|enableOfflineQueue|MaxRetriesPerRequestError/i.test(
+    /Stream isn't writeable|Connection is closed|enableOfflineQueue|MaxRetriesPerRequestError|^Command timed out$/i.test(
       err.message,
     )
   )
