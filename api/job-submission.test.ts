@@ -1,10 +1,11 @@
 import { createHash, randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { apiConfigSchema } from "../domains/config.js";
 import { buildAppDeps } from "../http/server.js";
 import { loadTestEnv, parseConfig } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
-import { waitForRedis } from "../lib/redis.js";
+import { redisMemory, waitForRedis } from "../lib/redis.js";
 import { createShutdownRegistry } from "../lib/shutdown.js";
 import {
   captureLogs,
@@ -574,6 +575,102 @@ describe("Redis frozen", () => {
     expect(
       messages.filter((m) => /too many alert events are waiting for Redis/.test(m)).length,
     ).toBeGreaterThan(0);
+  });
+});
+
+describe("Redis full", () => {
+  let redis: RedisServer;
+  let ctx: TestContext | undefined;
+  let filler: Redis;
+
+  beforeAll(async () => {
+    // As in production (noeviction, as BullMQ requires), with little room.
+    redis = await startRedisServer(["--save", "", "--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
+    ctx = await createTestContext({ REDIS_URL: redis.url });
+    filler = new Redis(redis.url);
+  });
+  afterAll(async () => {
+    await filler.del("filler");
+    filler.disconnect();
+    await ctx?.close();
+    await redis.remove();
+  });
+
+  /**
+   * Appends to one key until Redis refuses it for memory, then lowers maxmemory by a margin, so
+   * that the buffers the test's own requests free cannot bring it back under.
+   */
+  async function fillRedis() {
+    const chunk = "x".repeat(64 * 1024);
+    for (let i = 0; i < 1_000; i++) {
+      const refused = await filler.append("filler", chunk).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      if (refused) {
+        expect(refused.message).toMatch(/^OOM /);
+        const { usedBytes } = await redisMemory(filler);
+        await filler.config("SET", "maxmemory", String(usedBytes - 256 * 1024));
+        return;
+      }
+    }
+    throw new Error("Redis never filled up");
+  }
+
+  it("answers 503 with Retry-After, reports not ready and exports its memory use, until there is room", async () => {
+    const c = ctx as TestContext;
+    await fillRedis();
+    for (const res of [
+      await submit(c, event()),
+      await submit(c, event(), { "Idempotency-Key": randomUUID() }),
+    ]) {
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(((await res.json()) as ErrorJson).error.code).toBe("SERVICE_UNAVAILABLE");
+    }
+    const ready = await c.app.request("/ready");
+    expect(ready.status).toBe(503);
+    expect(ready.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect(await ready.json()).toMatchObject({ status: "unavailable", checks: { redis: { ok: false } } });
+    const metrics = await (await c.app.request("/metrics")).text();
+    const ratio = Number(/^conveyor_redis_memory_used_ratio (\S+)$/m.exec(metrics)?.[1]);
+    expect(ratio).toBeGreaterThanOrEqual(1);
+
+    await filler.del("filler");
+    await filler.config("SET", "maxmemory", "4mb");
+    expect((await submit(c, event())).status).toBe(202);
+    expect((await c.app.request("/ready")).status).toBe(200);
+  });
+});
+
+describe("QUEUE_MAX_WAITING", () => {
+  let ctx: TestContext | undefined;
+  beforeAll(async () => {
+    ctx = await createTestContext({ QUEUE_MAX_WAITING: "3" });
+  });
+  afterAll(() => ctx?.close());
+
+  it("answers 503 with Retry-After once that many jobs wait to run, on every submission path", async () => {
+    const c = ctx as TestContext;
+    // No workers: each event (one at a time, so each in a job of its own) stays waiting.
+    for (let i = 0; i < 3; i++) expect((await submit(c, event())).status).toBe(202);
+    const key = randomUUID();
+    const body = event();
+    for (const res of [await submit(c, event()), await submit(c, body, { "Idempotency-Key": key })]) {
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(((await res.json()) as ErrorJson).error).toMatchObject({
+        code: "SERVICE_UNAVAILABLE",
+        message: expect.stringMatching(/queue alert-ingestion is full/),
+      });
+    }
+    expect(await jobCount(c)).toBe(3);
+
+    // Once workers drain it, the refused request goes through, its key free again.
+    c.startWorkers();
+    await eventually(async () =>
+      (await submit(c, body, { "Idempotency-Key": key })).status === 202 ? true : undefined,
+    );
   });
 });
 

@@ -37,6 +37,7 @@ export function openConnections(
     redisUrl: config.REDIS_URL,
     prefix: config.QUEUE_PREFIX,
     logger,
+    maxWaiting: config.QUEUE_MAX_WAITING,
   });
   shutdown.register("queues", () => queues.close());
   const fileStore = createFileStoreRedis(fileStoreUrl(config), logger);

@@ -92,8 +92,9 @@ export function isDependencyDown(err: unknown): boolean {
   )
     return true;
   // Redis replies that mean "not now": loading its dataset after a restart, busy with a script,
-  // a replica without its primary.
-  if (/^(file store: )?(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/.test(err.message)) return true;
+  // a replica without its primary, full (at maxmemory with noeviction: writes come back once
+  // workers drain the queues).
+  if (/^(file store: )?(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|OOM)\b/.test(err.message)) return true;
   if (err.name === "MaxRetriesPerRequestError") return true;
   const cause = (err as { cause?: unknown }).cause;
   return cause !== undefined && cause !== err && isDependencyDown(cause);
