@@ -19,7 +19,7 @@ import { isSecretStore, secretsRoutes } from "./routes/secrets.js";
 
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  const metrics = createMetrics(deps.queues);
+  const metrics = createMetrics(deps.queues, deps.redis);
 
   installRequestContext(app, deps, metrics);
   const limit = deps.config.BODY_LIMIT_BYTES;

@@ -1,10 +1,11 @@
 import { createHash, randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { apiConfigSchema } from "../domains/config.js";
 import { buildAppDeps } from "../http/server.js";
 import { loadTestEnv, parseConfig } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
-import { waitForRedis } from "../lib/redis.js";
+import { redisMemory, waitForRedis } from "../lib/redis.js";
 import { createShutdownRegistry } from "../lib/shutdown.js";
 import {
   captureLogs,
@@ -50,8 +51,9 @@ describe("Idempotency-Key", () => {
   it("answers the same job for the same key, and enqueues it once", async () => {
     const before = await jobCount(idle);
     const key = `order-${randomUUID()}`;
-    const first = await submit(idle, event(), { "Idempotency-Key": key });
-    const second = await submit(idle, event(), { "Idempotency-Key": key });
+    const body = event();
+    const first = await submit(idle, body, { "Idempotency-Key": key });
+    const second = await submit(idle, body, { "Idempotency-Key": key });
     expect(first.status).toBe(202);
     expect(second.status).toBe(202);
     expect(first.headers.get("idempotent-replayed")).toBeNull();
@@ -78,8 +80,9 @@ describe("Idempotency-Key", () => {
   it("makes one job of ten concurrent submissions with one key", async () => {
     const before = await jobCount(idle);
     const key = randomUUID();
+    const body = event();
     const responses = await Promise.all(
-      Array.from({ length: 10 }, () => submit(idle, event(), { "Idempotency-Key": key })),
+      Array.from({ length: 10 }, () => submit(idle, body, { "Idempotency-Key": key })),
     );
     expect(responses.map((r) => r.status)).toEqual(Array(10).fill(202));
     const ids = await Promise.all(responses.map(async (r) => ((await r.json()) as Accepted).job.id));
@@ -105,6 +108,96 @@ describe("Idempotency-Key", () => {
     });
     expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
     expect(await jobCount(idle)).toBe(before);
+  });
+});
+
+describe("Idempotency-Key reused with another request", () => {
+  const storeSecret = (
+    ctx: TestContext,
+    body: Record<string, unknown>,
+    headers: Record<string, string> = {},
+  ) =>
+    ctx.app.request("/v1/secrets", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    });
+  const secretSlotOf = (ctx: TestContext, key: string) =>
+    `${ctx.deps.queues.prefix}:idempotency:encryption:${createHash("sha256").update(key).digest("base64url")}`;
+
+  it("answers 422 IDEMPOTENCY_KEY_REUSED and enqueues nothing", async () => {
+    const key = randomUUID();
+    expect((await submit(idle, event(), { "Idempotency-Key": key })).status).toBe(202);
+    const before = await jobCount(idle);
+    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    expect(res.status).toBe(422);
+    expect(res.headers.get("idempotent-replayed")).toBeNull();
+    expect(res.headers.get("location")).toBeNull();
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error).toMatchObject({
+      code: "IDEMPOTENCY_KEY_REUSED",
+      message: expect.stringMatching(/Idempotency-Key.*different request/),
+    });
+    expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+    expect(await jobCount(idle)).toBe(before);
+  });
+
+  it("counts a body with its keys in another order as the same request", async () => {
+    const key = randomUUID();
+    const { type, alert } = event();
+    const first = await submit(idle, { type, alert }, { "Idempotency-Key": key });
+    const reordered = await submit(
+      idle,
+      { alert: Object.fromEntries(Object.entries(alert).reverse()), type },
+      { "Idempotency-Key": key },
+    );
+    expect(reordered.status).toBe(202);
+    expect(reordered.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await reordered.json()) as Accepted).job.id).toBe(((await first.json()) as Accepted).job.id);
+  });
+
+  it("never acknowledges a store of another secret, and replays the first store's answer", async () => {
+    const key = randomUUID();
+    const idA = `clientA-${randomUUID()}`;
+    const storeA = { id: idA, encryption_key: "key of A", value: "value of A" };
+    const wait = { "Idempotency-Key": key, Prefer: "wait=10" };
+    const first = await storeSecret(t, storeA, wait);
+    expect(first.status).toBe(200);
+    expect(await first.json()).toEqual({ id: idA, stored: true });
+
+    const other = await storeSecret(
+      t,
+      { id: `clientB-${randomUUID()}`, encryption_key: "k", value: "v" },
+      wait,
+    );
+    expect(other.status).toBe(422);
+    expect(((await other.json()) as ErrorJson).error.code).toBe("IDEMPOTENCY_KEY_REUSED");
+
+    const replay = await storeSecret(t, storeA, wait);
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(await replay.json()).toEqual({ id: idA, stored: true });
+    // The slot keeps a keyed hash of the request, never the secret's key or value.
+    const slot = (await t.deps.redis.get(secretSlotOf(t, key))) ?? "";
+    expect(slot).not.toMatch(/value of A|key of A/);
+  });
+
+  it("answers a waited replay of a claim from before fingerprints with the first job's result", async () => {
+    const idA = `clientA-${randomUUID()}`;
+    const first = await storeSecret(t, { id: idA, encryption_key: "k", value: 1 }, { Prefer: "wait=10" });
+    expect(first.status).toBe(200);
+    const firstJobId = decodeURIComponent(first.headers.get("content-location")?.split("/").pop() ?? "");
+    // A claim the previous release wrote: the job id alone, no fingerprint to compare.
+    const key = randomUUID();
+    await t.deps.redis.set(secretSlotOf(t, key), firstJobId, "EX", IDEMPOTENCY_TTL_SECONDS);
+    const replay = await storeSecret(
+      t,
+      { id: `clientB-${randomUUID()}`, encryption_key: "k", value: 2 },
+      { "Idempotency-Key": key, Prefer: "wait=10" },
+    );
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(await replay.json()).toEqual({ id: idA, stored: true });
   });
 });
 
@@ -180,15 +273,18 @@ describe("Idempotency-Key races", () => {
       return add(...args);
     });
     try {
-      const first = submit(idle, event(), { "Idempotency-Key": key });
+      const body = event();
+      const first = submit(idle, body, { "Idempotency-Key": key });
       await eventually(async () => ((await idle.deps.redis.get(slotOf(idle, key))) ? true : undefined));
-      const second = await submit(idle, event(), { "Idempotency-Key": key });
+      const second = await submit(idle, body, { "Idempotency-Key": key });
       expect((await first).status).toBe(500);
       // The second request took the key over once the first let it go, and enqueued its own job.
       expect(second.status).toBe(202);
       const { job } = (await second.json()) as Accepted;
       expect(await queue.getJob(job.id)).toBeDefined();
-      expect(await idle.deps.redis.get(slotOf(idle, key))).toBe(job.id);
+      expect(JSON.parse((await idle.deps.redis.get(slotOf(idle, key))) ?? "{}")).toMatchObject({
+        job: job.id,
+      });
     } finally {
       spy.mockRestore();
     }
@@ -211,10 +307,11 @@ describe("Idempotency-Key races", () => {
     }
     // A failed enqueue that still owns its claim lets it go, so a retry can enqueue.
     const key2 = randomUUID();
+    const body = event();
     vi.spyOn(queue, "add").mockRejectedValueOnce(new Error("enqueue failed"));
-    expect((await submit(idle, event(), { "Idempotency-Key": key2 })).status).toBe(500);
+    expect((await submit(idle, body, { "Idempotency-Key": key2 })).status).toBe(500);
     expect(await idle.deps.redis.get(slotOf(idle, key2))).toBeNull();
-    expect((await submit(idle, event(), { "Idempotency-Key": key2 })).status).toBe(202);
+    expect((await submit(idle, body, { "Idempotency-Key": key2 })).status).toBe(202);
   });
 });
 
@@ -418,6 +515,162 @@ describe("Redis down", () => {
         async () => (await c.app.request(`/v1/alerts/${alertId}`)).status === 200 || undefined,
       );
     }
+  });
+});
+
+describe("Redis frozen", () => {
+  let redis: RedisServer;
+  let ctx: TestContext | undefined;
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    ctx = await createTestContext({ REDIS_URL: redis.url, ALERTS_MAX_QUEUED: "2" });
+  });
+  afterAll(async () => {
+    // A test that failed while Redis was frozen leaves it stopped; the context closes against a live one.
+    redis.signal("SIGCONT");
+    await ctx?.close();
+    await redis.remove();
+  });
+
+  /** Runs `requests` while Redis is frozen (SIGSTOP: its sockets open, no answer), then thaws it. */
+  async function whileFrozen(requests: () => (Response | Promise<Response>)[]): Promise<Response[]> {
+    redis.signal("SIGSTOP");
+    try {
+      return await Promise.all(requests());
+    } finally {
+      redis.signal("SIGCONT");
+    }
+  }
+
+  const expectUnavailable = async (res: Response) => {
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+    const body = (await res.json()) as ErrorJson;
+    expect(body.error.code).toBe("SERVICE_UNAVAILABLE");
+    return body.error.message;
+  };
+
+  it("answers every write route with 503 and Retry-After instead of holding the request", async () => {
+    const c = ctx as TestContext;
+    const responses = await whileFrozen(() => [
+      submit(c, event()),
+      submit(c, event(), { "Idempotency-Key": randomUUID() }),
+      submit(c, event(), { Prefer: "wait=5" }),
+      c.app.request("/v1/secrets", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ id: `frozen-${randomUUID()}`, encryption_key: "k", value: 1 }),
+      }),
+    ]);
+    for (const res of responses) await expectUnavailable(res);
+    // Thawed, it takes work again.
+    await eventually(async () => ((await submit(c, event())).status === 202 ? true : undefined));
+  });
+
+  it("holds at most ALERTS_MAX_QUEUED events meanwhile, refusing the others at once", async () => {
+    const c = ctx as TestContext;
+    const responses = await whileFrozen(() => Array.from({ length: 20 }, () => submit(c, event())));
+    const messages = await Promise.all(responses.map(expectUnavailable));
+    expect(
+      messages.filter((m) => /too many alert events are waiting for Redis/.test(m)).length,
+    ).toBeGreaterThan(0);
+  });
+});
+
+describe("Redis full", () => {
+  let redis: RedisServer;
+  let ctx: TestContext | undefined;
+  let filler: Redis;
+
+  beforeAll(async () => {
+    // As in production (noeviction, as BullMQ requires), with little room.
+    redis = await startRedisServer(["--save", "", "--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
+    ctx = await createTestContext({ REDIS_URL: redis.url });
+    filler = new Redis(redis.url);
+  });
+  afterAll(async () => {
+    await filler.del("filler");
+    filler.disconnect();
+    await ctx?.close();
+    await redis.remove();
+  });
+
+  /**
+   * Appends to one key until Redis refuses it for memory, then lowers maxmemory by a margin, so
+   * that the buffers the test's own requests free cannot bring it back under.
+   */
+  async function fillRedis() {
+    const chunk = "x".repeat(64 * 1024);
+    for (let i = 0; i < 1_000; i++) {
+      const refused = await filler.append("filler", chunk).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      if (refused) {
+        expect(refused.message).toMatch(/^OOM /);
+        const { usedBytes } = await redisMemory(filler);
+        await filler.config("SET", "maxmemory", String(usedBytes - 256 * 1024));
+        return;
+      }
+    }
+    throw new Error("Redis never filled up");
+  }
+
+  it("answers 503 with Retry-After, reports not ready and exports its memory use, until there is room", async () => {
+    const c = ctx as TestContext;
+    await fillRedis();
+    for (const res of [
+      await submit(c, event()),
+      await submit(c, event(), { "Idempotency-Key": randomUUID() }),
+    ]) {
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(((await res.json()) as ErrorJson).error.code).toBe("SERVICE_UNAVAILABLE");
+    }
+    const ready = await c.app.request("/ready");
+    expect(ready.status).toBe(503);
+    expect(ready.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect(await ready.json()).toMatchObject({ status: "unavailable", checks: { redis: { ok: false } } });
+    const metrics = await (await c.app.request("/metrics")).text();
+    const ratio = Number(/^conveyor_redis_memory_used_ratio (\S+)$/m.exec(metrics)?.[1]);
+    expect(ratio).toBeGreaterThanOrEqual(1);
+
+    await filler.del("filler");
+    await filler.config("SET", "maxmemory", "4mb");
+    expect((await submit(c, event())).status).toBe(202);
+    expect((await c.app.request("/ready")).status).toBe(200);
+  });
+});
+
+describe("QUEUE_MAX_WAITING", () => {
+  let ctx: TestContext | undefined;
+  beforeAll(async () => {
+    ctx = await createTestContext({ QUEUE_MAX_WAITING: "3" });
+  });
+  afterAll(() => ctx?.close());
+
+  it("answers 503 with Retry-After once that many jobs wait to run, on every submission path", async () => {
+    const c = ctx as TestContext;
+    // No workers: each event (one at a time, so each in a job of its own) stays waiting.
+    for (let i = 0; i < 3; i++) expect((await submit(c, event())).status).toBe(202);
+    const key = randomUUID();
+    const body = event();
+    for (const res of [await submit(c, event()), await submit(c, body, { "Idempotency-Key": key })]) {
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+      expect(((await res.json()) as ErrorJson).error).toMatchObject({
+        code: "SERVICE_UNAVAILABLE",
+        message: expect.stringMatching(/queue alert-ingestion is full/),
+      });
+    }
+    expect(await jobCount(c)).toBe(3);
+
+    // Once workers drain it, the refused request goes through, its key free again.
+    c.startWorkers();
+    await eventually(async () =>
+      (await submit(c, body, { "Idempotency-Key": key })).status === 202 ? true : undefined,
+    );
   });
 });
 

@@ -1,6 +1,7 @@
 // The job contract every submission shares: 202 + Location + {"job": …}, Idempotency-Key
-// (same key within 24 h → the first job, nothing new enqueued) and Prefer: wait=N (RFC 7240).
-import { createHash } from "node:crypto";
+// (same request, same key within 24 h → the first job, nothing new enqueued; another request under
+// a used key → 422) and Prefer: wait=N (RFC 7240).
+import { createHash, createHmac } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Job, JobsOptions, Queue } from "bullmq";
 import type { Context } from "hono";
@@ -8,6 +9,7 @@ import type { Redis } from "ioredis";
 import type { AppEnv } from "../http/context.js";
 import { AppError, serviceUnavailable } from "../lib/errors.js";
 import { randomId } from "../lib/ids.js";
+import { decodeKey, subKey } from "../lib/sealing.js";
 import { enqueue, type JobName, type JobPayload, type QueueContract } from "../queues/contract.js";
 import type { QueueName } from "../queues/names.js";
 
@@ -70,14 +72,60 @@ const REPLAY_POLL_MS = 50;
 const ENQUEUE_GRACE_MS = 10_000;
 /** Claims tried when the key keeps being let go between our SET NX and our GET. */
 const CLAIM_ATTEMPTS = 3;
+/** HKDF purpose of the sub-key of JOB_SEAL_KEY that request fingerprints are HMACs under. */
+const FINGERPRINT_PURPOSE = "conveyor/idempotency/fingerprint/v1";
 
-// Deletes the claim only while it still holds this request's job id: a claim that expired and
+// Deletes the claim only while it still holds this request's claim: a claim that expired and
 // was taken by another request meanwhile is that request's.
 const RELEASE_CLAIM_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0`;
+
+/** What a key's slot holds: the job of the request that claimed it, and that request's fingerprint. */
+interface Claim {
+  jobId: string;
+  /** Undefined for a claim written before fingerprints were kept: it replays whatever the request. */
+  fingerprint: string | undefined;
+}
+
+const encodeClaim = (claim: Claim) => JSON.stringify({ job: claim.jobId, fp: claim.fingerprint });
+
+function decodeClaim(raw: string): Claim {
+  // Claims of the previous release (kept 24 h) hold the job id alone.
+  if (!raw.startsWith("{")) return { jobId: raw, fingerprint: undefined };
+  const { job, fp } = JSON.parse(raw) as { job: string; fp?: string };
+  return { jobId: job, fingerprint: fp };
+}
+
+/** JSON with every object's keys sorted, so that key order does not make two bodies differ. */
+const canonicalJson = (value: unknown): string =>
+  JSON.stringify(value ?? null, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
+
+/**
+ * What tells a replay from another request under a used key: the method, the path and `material`
+ * (the validated body). A body may hold a secret (a store's value and key), so the slot keeps an
+ * HMAC of it under a sub-key of JOB_SEAL_KEY, which no one can test guesses against without the
+ * key; plain SHA-256 only for a hand-built config without one (the API requires it).
+ */
+function requestFingerprint(c: Context<AppEnv>, material: unknown): string {
+  const sealKey = c.get("deps").config.JOB_SEAL_KEY;
+  const mac =
+    sealKey === undefined
+      ? createHash("sha256")
+      : createHmac("sha256", subKey(decodeKey(sealKey), FINGERPRINT_PURPOSE));
+  return mac.update(`${c.req.method} ${c.req.path}\n${canonicalJson(material)}`).digest("base64url");
+}
+
+/** The request's validated JSON body (zod's output), undefined for a route without one. */
+const validatedBody = (c: Context<AppEnv>): unknown =>
+  // Context<AppEnv> does not know the route's input; Hono keeps what its validator produced.
+  (c.req as unknown as { valid(target: "json"): unknown }).valid("json");
 
 const stillEnqueueing = () =>
   new AppError(
@@ -87,24 +135,52 @@ const stillEnqueueing = () =>
     1,
   );
 
+const keyReused = () =>
+  new AppError(
+    "IDEMPOTENCY_KEY_REUSED",
+    "this Idempotency-Key was already used with a different request; send a new key for a new request",
+  );
+
+/**
+ * Gives the claim back, by value. Not awaited: a command that timed out may still run once Redis
+ * answers, and this one, sent after it on the same connection, then runs after it.
+ */
+const releaseClaim = (redis: Redis, slot: string, claim: string) => {
+  redis.eval(RELEASE_CLAIM_SCRIPT, 1, slot, claim).catch(() => {});
+};
+
+/** SET NX of our claim; true when it is ours. A SET that failed may still land: it is given back. */
+async function claimKey(redis: Redis, slot: string, claim: string): Promise<boolean> {
+  try {
+    return (await redis.set(slot, claim, "EX", IDEMPOTENCY_TTL_SECONDS, "NX")) !== null;
+  } catch (err) {
+    releaseClaim(redis, slot, claim);
+    throw err;
+  }
+}
+
 /**
  * The job a claimed key stands for, once it exists: waits up to REPLAY_WAIT_MS for the request
- * that claimed the key to enqueue it, then answers 409. Undefined when the claim has gone (its
- * request failed to enqueue, or it expired): the caller claims the key again.
+ * that claimed the key to enqueue it, then answers 409; 422 when that request was another one.
+ * Undefined when the claim has gone (its request failed to enqueue, or it expired): the caller
+ * claims the key again.
  */
 async function claimedJob(
   redis: Redis,
   queue: Queue,
   slot: string,
+  fingerprint: string,
 ): Promise<{ id: string; job: Job | undefined } | undefined> {
   const deadline = Date.now() + REPLAY_WAIT_MS;
   for (;;) {
-    const [firstId, ttlMs] = await Promise.all([redis.get(slot), redis.pttl(slot)]);
-    if (firstId === null) return undefined;
-    const job = await queue.getJob(firstId);
-    if (job) return { id: firstId, job };
+    const [raw, ttlMs] = await Promise.all([redis.get(slot), redis.pttl(slot)]);
+    if (raw === null) return undefined;
+    const claim = decodeClaim(raw);
+    if (claim.fingerprint !== undefined && claim.fingerprint !== fingerprint) throw keyReused();
+    const job = await queue.getJob(claim.jobId);
+    if (job) return { id: claim.jobId, job };
     if (ttlMs >= 0 && IDEMPOTENCY_TTL_SECONDS * 1000 - ttlMs > ENQUEUE_GRACE_MS)
-      return { id: firstId, job: undefined };
+      return { id: claim.jobId, job: undefined };
     if (Date.now() >= deadline) throw stillEnqueueing();
     await sleep(REPLAY_POLL_MS);
   }
@@ -115,7 +191,15 @@ export interface SubmitOptions<C extends QueueContract, N extends JobName<C>> {
   name: N;
   payload: JobPayload<C, N>;
   jobOptions?: JobsOptions;
-  /** The body of the 200 answer when the client waited and the job completed in time. */
+  /**
+   * What makes two requests under one Idempotency-Key the same request, besides method and path.
+   * Default: the request's validated JSON body. Never the payload when it is sealed (random nonce).
+   */
+  fingerprint?: unknown;
+  /**
+   * The body of the 200 answer when the client waited and the job completed in time. Built from
+   * the job's view alone: a replay answers for the first request's job.
+   */
   onCompleted?: (view: JobView) => unknown;
 }
 
@@ -137,11 +221,13 @@ export async function submitJob<C extends QueueContract, N extends JobName<C>>(
     // The key is hashed: clients sometimes put meaningful data in it.
     const digest = createHash("sha256").update(idempotencyKey).digest("base64url");
     const slot = `${queues.prefix}:idempotency:${queueName}:${digest}`;
+    const fingerprint = requestFingerprint(c, "fingerprint" in opts ? opts.fingerprint : validatedBody(c));
     const jobId = randomId();
+    const claim = encodeClaim({ jobId, fingerprint });
     // Enqueue only under a claim of our own; otherwise answer for the job of the request that has it.
     for (let attempt = 1; ; attempt++) {
-      if ((await redis.set(slot, jobId, "EX", IDEMPOTENCY_TTL_SECONDS, "NX")) !== null) break;
-      const first = await claimedJob(redis, queue, slot);
+      if (await claimKey(redis, slot, claim)) break;
+      const first = await claimedJob(redis, queue, slot, fingerprint);
       if (first) {
         c.header("Idempotent-Replayed", "true");
         return answer(c, queueName, first.id, first.job, opts);
@@ -152,7 +238,7 @@ export async function submitJob<C extends QueueContract, N extends JobName<C>>(
       job = await enqueue(queue, opts.contract, opts.name, opts.payload, { ...opts.jobOptions, jobId });
     } catch (err) {
       // Release the key: nothing was enqueued under it, so a retry must be able to enqueue.
-      await redis.eval(RELEASE_CLAIM_SCRIPT, 1, slot, jobId).catch(() => {});
+      releaseClaim(redis, slot, claim);
       throw err;
     }
   } else {

@@ -72,13 +72,18 @@ export const jobSubmissionResponses = {
   409: errorResponse(
     "Idempotency-Key replayed while the first request's job is not enqueued yet; see Retry-After",
   ),
+  422: errorResponse("Idempotency-Key already used with a different request (IDEMPOTENCY_KEY_REUSED)"),
 };
 
 export const jobSubmissionHeaders = z.object({
   "idempotency-key": z
     .string()
     .optional()
-    .openapi({ description: "Same key within 24 h returns the first job; nothing new is enqueued" }),
+    .openapi({
+      description:
+        "The same request with the same key within 24 h returns the first job, enqueuing nothing; " +
+        "a different request with a used key answers 422",
+    }),
   prefer: z
     .string()
     .optional()

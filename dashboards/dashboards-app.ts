@@ -12,7 +12,7 @@ import { OPERATOR_PAGE_PATH } from "./operator-page.js";
 
 export function createDashboardsApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>();
-  const metrics = createMetrics(deps.queues);
+  const metrics = createMetrics(deps.queues, deps.redis);
 
   installRequestContext(app, deps, metrics);
 

@@ -28,13 +28,16 @@ export function openConnections(
 ): Connections {
   const database = createDatabase(config.DATABASE_URL, { max: config.DB_POOL_MAX, appName });
   shutdown.register("database", () => database.close());
-  const redis = createRedis(config.REDIS_URL, "producer", logger);
+  const redis = createRedis(config.REDIS_URL, "producer", logger, {
+    commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
   shutdown.register("redis", () => redis.quit());
   const queues = createQueueRegistry({
     redis,
     redisUrl: config.REDIS_URL,
     prefix: config.QUEUE_PREFIX,
     logger,
+    maxWaiting: config.QUEUE_MAX_WAITING,
   });
   shutdown.register("queues", () => queues.close());
   const fileStore = createFileStoreRedis(fileStoreUrl(config), logger);

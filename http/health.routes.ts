@@ -1,6 +1,7 @@
-// Liveness, readiness (Redis and Postgres reachable) and Prometheus metrics.
+// Liveness, readiness (Redis and Postgres reachable, Redis not full) and Prometheus metrics.
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Logger } from "../lib/logger.js";
+import { isRedisFull, redisMemory } from "../lib/redis.js";
 import { withTimeout } from "../lib/timeout.js";
 import type { AppEnv } from "./context.js";
 import type { Metrics } from "./metrics.js";
@@ -50,7 +51,7 @@ const ready = createRoute({
   method: "get",
   path: "/ready",
   tags: ["operations"],
-  summary: "Readiness: Redis and Postgres answer",
+  summary: "Readiness: Redis and Postgres answer, and Redis is below its maxmemory",
   responses: {
     200: { description: "Ready", content: { "application/json": { schema: readySchema } } },
     503: {
@@ -77,7 +78,12 @@ export function healthRoutes(metrics: Metrics) {
       const { redis, database } = c.get("deps");
       const log = c.get("log");
       const [redisCheck, postgresCheck] = await Promise.all([
-        check("redis", log, () => redis.ping()),
+        check("redis", log, async () => {
+          // A full Redis answers, but refuses every write: this replica cannot take work.
+          const memory = await redisMemory(redis);
+          if (isRedisFull(memory))
+            throw new Error(`Redis is at its maxmemory (${memory.usedBytes} of ${memory.maxBytes} bytes)`);
+        }),
         check("postgres", log, () => database.sql`select 1`),
       ]);
       const ok = redisCheck.ok && postgresCheck.ok;

@@ -1,6 +1,9 @@
-// Prometheus figures: HTTP requests by route and status, latency, and queue depths by state
-// (read from Redis at scrape time). One registry per app, so tests can build several apps.
+// Prometheus figures: HTTP requests by route and status, latency, queue depths by state and
+// Redis's memory use (read from Redis at scrape time). One registry per app, so tests can build
+// several apps.
+import type { Redis } from "ioredis";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { redisMemory } from "../lib/redis.js";
 import { withTimeout } from "../lib/timeout.js";
 import type { QueueRegistry } from "../queues/registry.js";
 
@@ -11,7 +14,7 @@ export interface Metrics {
 
 const JOB_STATES = ["waiting", "active", "delayed", "completed", "failed", "paused", "prioritized"] as const;
 
-export function createMetrics(queues: QueueRegistry): Metrics {
+export function createMetrics(queues: QueueRegistry, redis: Redis): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({
@@ -41,6 +44,16 @@ export function createMetrics(queues: QueueRegistry): Metrics {
           for (const state of JOB_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
         }),
       );
+    },
+  });
+  new Gauge({
+    name: "conveyor_redis_memory_used_ratio",
+    help: "Redis used_memory / maxmemory (absent without maxmemory); at 1 Redis refuses every write",
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const memory = await withTimeout(redisMemory(redis), 2_000).catch(() => undefined);
+      if (memory && memory.maxBytes > 0) this.set(memory.usedBytes / memory.maxBytes);
     },
   });
   return {

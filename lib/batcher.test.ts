@@ -62,4 +62,31 @@ describe("createBatcher", () => {
     await batcher.drain();
     expect(done).toEqual([1, 2]);
   });
+
+  it("refuses items at once beyond maxQueued while flushes hang, and takes them again once they end", async () => {
+    let release = () => {};
+    const hanging = new Promise<void>((r) => {
+      release = r;
+    });
+    const flushed: number[][] = [];
+    const batcher = createBatcher<number>({
+      maxBatch: 1,
+      maxInFlight: 1,
+      maxQueued: { items: 2, error: () => new Error("queue full") },
+      flush: async (items) => {
+        flushed.push(items);
+        await hanging;
+      },
+    });
+    const first = batcher.add(1);
+    await new Promise((r) => setImmediate(r));
+    // 1 is in flight and hangs; 2 and 3 wait; 4 finds the queue full.
+    const waiting = [batcher.add(2), batcher.add(3)];
+    await expect(batcher.add(4)).rejects.toThrow("queue full");
+    expect(flushed).toEqual([[1]]);
+    release();
+    await Promise.all([first, ...waiting]);
+    await expect(batcher.add(5)).resolves.toBeUndefined();
+    expect(flushed).toEqual([[1], [2], [3], [5]]);
+  });
 });

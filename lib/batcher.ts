@@ -16,6 +16,11 @@ interface Pending<T> {
 export function createBatcher<T>(opts: {
   maxBatch: number;
   maxInFlight?: number;
+  /**
+   * At most this many items wait for a flush; beyond, add() rejects at once with `error()`. So a
+   * flush that hangs (its server frozen) holds bounded memory instead of every caller's item.
+   */
+  maxQueued?: { items: number; error: () => unknown };
   flush: (items: T[]) => Promise<void>;
 }): Batcher<T> {
   const maxInFlight = opts.maxInFlight ?? 2;
@@ -50,6 +55,8 @@ export function createBatcher<T>(opts: {
 
   return {
     add(item) {
+      if (opts.maxQueued && queue.length >= opts.maxQueued.items)
+        return Promise.reject(opts.maxQueued.error());
       return new Promise<void>((resolve, reject) => {
         queue.push({ item, resolve, reject });
         // Let the adds of this tick join one batch.

@@ -19,6 +19,12 @@ export const commonConfig = {
     .string()
     .regex(/^[{}\w.-]+$/, "letters, digits, _ . - and {} for a cluster hash tag")
     .default("conveyor"),
+  // Longest wait for one Redis command on the producer connection (the API's requests, the
+  // services' reads and writes): a frozen Redis then answers 503, not a request held forever.
+  REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
+  // Jobs that may wait to run per queue (waiting, delayed, prioritized, paused); beyond, new
+  // submissions answer 503, so producers cannot fill Redis while workers fall behind.
+  QUEUE_MAX_WAITING: z.coerce.number().int().min(1).default(1_000_000),
   MIGRATE_ON_START: bool.default(true),
   // Graceful-shutdown deadline of every process (API, dashboards, worker, all-in-one).
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),

@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   RANGE_NOT_SATISFIABLE: 416,
   CHECKSUM_MISMATCH: 422,
   EMPTY_BODY: 422,
+  // An Idempotency-Key sent again with a different request: the first request's answer is not its.
+  IDEMPOTENCY_KEY_REUSED: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   // A stored file failed its SHA-1 check (or lost a chunk): never delivered as if it were whole.
@@ -81,16 +83,18 @@ export function isDependencyDown(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && CONNECTION_ERROR_CODES.has(code)) return true;
-  // ioredis with enableOfflineQueue: false, and a closed connection.
+  // ioredis with enableOfflineQueue: false, a closed connection, and a server that does not answer
+  // within commandTimeout (frozen, or swapping).
   if (
-    /Stream isn't writeable|Connection is closed|enableOfflineQueue|MaxRetriesPerRequestError/i.test(
+    /Stream isn't writeable|Connection is closed|enableOfflineQueue|MaxRetriesPerRequestError|^Command timed out$/i.test(
       err.message,
     )
   )
     return true;
   // Redis replies that mean "not now": loading its dataset after a restart, busy with a script,
-  // a replica without its primary.
-  if (/^(file store: )?(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/.test(err.message)) return true;
+  // a replica without its primary, full (at maxmemory with noeviction: writes come back once
+  // workers drain the queues).
+  if (/^(file store: )?(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|OOM)\b/.test(err.message)) return true;
   if (err.name === "MaxRetriesPerRequestError") return true;
   const cause = (err as { cause?: unknown }).cause;
   return cause !== undefined && cause !== err && isDependencyDown(cause);

@@ -81,3 +81,19 @@ export async function deleteKeys(redis: Redis, pattern: string): Promise<number>
   for await (const keys of scanKeys(redis, pattern)) deleted += await redis.unlink(...keys);
   return deleted;
 }
+
+/** Redis's memory as INFO reports it; `maxBytes` 0 means no maxmemory is set. */
+export interface RedisMemory {
+  usedBytes: number;
+  maxBytes: number;
+}
+
+export async function redisMemory(redis: Redis): Promise<RedisMemory> {
+  const info = await redis.info("memory");
+  const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, "m").exec(info)?.[1] ?? 0);
+  return { usedBytes: field("used_memory"), maxBytes: field("maxmemory") };
+}
+
+/** At or over its maxmemory: with noeviction (as BullMQ requires) Redis refuses every write. */
+export const isRedisFull = ({ usedBytes, maxBytes }: RedisMemory): boolean =>
+  maxBytes > 0 && usedBytes >= maxBytes;

@@ -30,14 +30,21 @@ export const ALERT_EVENTS_PER_JOB = 500;
 export const alertEventBatchSchema = z.object({
   events: z.array(alertEventSchema).min(1).max(ALERT_EVENTS_PER_JOB),
 });
+/**
+ * What a batch job holds once its events are merged: their count. A finished job is kept an hour,
+ * and 5,000 of them with 500 events each would hold gigabytes of Redis.
+ */
+export const mergedBatchSchema = z.object({ merged: z.number().int().min(1) });
+export type MergedBatch = z.infer<typeof mergedBatchSchema>;
+const batchJobSchema = z.union([alertEventBatchSchema, mergedBatchSchema]);
 
 export const alertIngestionQueue = defineQueue({
   name: "alert-ingestion",
   jobs: {
     "alerts.ingest": alertEventSchema,
-    "alerts.ingestBatch": alertEventBatchSchema,
+    "alerts.ingestBatch": batchJobSchema,
     // The same job under its name before 0.2: such jobs may still be queued when a new worker starts.
-    "alerts.ingest-batch": alertEventBatchSchema,
+    "alerts.ingest-batch": batchJobSchema,
   },
   defaultJobOptions: {
     ...baseJobOptions,

@@ -4,6 +4,7 @@
 import { type DefaultJobOptions, type Job, type JobsOptions, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
+import { AppError, RETRY_AFTER_SECONDS } from "../lib/errors.js";
 import { randomId } from "../lib/ids.js";
 import type { Logger } from "../lib/logger.js";
 import type { QueueName } from "./names.js";
@@ -31,17 +32,67 @@ export function defineQueue<J extends Record<string, z.ZodType>>(
   return contract;
 }
 
+/** How often a queue reads its depth back from Redis; adds in between are counted locally. */
+const DEPTH_READ_EVERY_MS = 1_000;
+/** Jobs not yet run: what fills Redis while workers fall behind (or wait out a Postgres outage). */
+const UNRUN_STATES = ["waiting", "paused", "prioritized", "delayed"] as const;
+
+/**
+ * A queue that refuses new jobs with 503 once `maxWaiting` jobs wait to run, so one producer (or
+ * a long worker outage) cannot fill Redis up to maxmemory, where every write fails. It overrides
+ * `add` so every producer path is bounded. The depth costs one read per DEPTH_READ_EVERY_MS, not
+ * one per job: between reads each add counts itself, and other replicas' adds show at the next read.
+ */
+class BoundedQueue extends Queue {
+  private depth = { jobs: 0, readAt: Number.NEGATIVE_INFINITY };
+  private reading: Promise<void> | undefined;
+
+  constructor(
+    name: string,
+    opts: ConstructorParameters<typeof Queue>[1],
+    private readonly maxWaiting: number,
+  ) {
+    super(name, opts);
+  }
+
+  override async add(...args: Parameters<Queue["add"]>): ReturnType<Queue["add"]> {
+    if (Date.now() - this.depth.readAt >= DEPTH_READ_EVERY_MS) await this.readDepth();
+    if (this.depth.jobs >= this.maxWaiting)
+      throw new AppError(
+        "SERVICE_UNAVAILABLE",
+        `queue ${this.name} is full (${this.maxWaiting} jobs waiting to run); retry later`,
+        undefined,
+        RETRY_AFTER_SECONDS,
+      );
+    this.depth.jobs++;
+    return super.add(...args);
+  }
+
+  /** One read at a time, shared by the adds that wait for it. */
+  private readDepth(): Promise<void> {
+    this.reading ??= this.getJobCounts(...UNRUN_STATES)
+      .then((counts) => {
+        this.depth = { jobs: Object.values(counts).reduce((a, b) => a + b, 0), readAt: Date.now() };
+      })
+      .finally(() => {
+        this.reading = undefined;
+      });
+    return this.reading;
+  }
+}
+
 export function createQueue(
   contract: QueueContract,
   connection: Redis,
   prefix: string,
   logger: Logger,
+  maxWaiting = Number.POSITIVE_INFINITY,
 ): Queue {
-  const queue = new Queue(contract.name, {
-    connection,
-    prefix,
-    defaultJobOptions: contract.defaultJobOptions,
-  });
+  const queue = new BoundedQueue(
+    contract.name,
+    { connection, prefix, defaultJobOptions: contract.defaultJobOptions },
+    maxWaiting,
+  );
   queue.on("error", (err) => logger.error({ err, queue: contract.name }, "queue error"));
   return queue;
 }

@@ -24,11 +24,13 @@ export function createQueueRegistry(opts: {
   redisUrl: string;
   prefix: string;
   logger: Logger;
+  /** Jobs that may wait to run per queue before adds answer 503 (QUEUE_MAX_WAITING). */
+  maxWaiting?: number;
 }): QueueRegistry {
   const queues = new Map<QueueName, Queue>(
     QUEUE_NAMES.map((name) => [
       name,
-      createQueue(queueContracts[name], opts.redis, opts.prefix, opts.logger),
+      createQueue(queueContracts[name], opts.redis, opts.prefix, opts.logger, opts.maxWaiting),
     ]),
   );
   const events = new Map<QueueName, Promise<QueueEvents>>();

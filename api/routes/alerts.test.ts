@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { Job } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestContext, eventually, type TestContext } from "../../test/helpers/context.js";
 
@@ -83,6 +84,42 @@ describe("POST /v1/alerts/events", () => {
       attempts: 1,
       result: { events: 1 },
     });
+  });
+
+  it("keeps a merged batch job small: its count, not its events (a single event's job keeps it)", async () => {
+    const queue = t.deps.queues.get("alert-ingestion");
+    // The state first: a job read before it completed would show its data as it was then.
+    const completed = async (jobId: string) => {
+      await eventually(async () => ((await queue.getJobState(jobId)) === "completed" ? true : undefined));
+      return (await queue.getJob(jobId)) as Job;
+    };
+    const responses = await Promise.all(
+      [1, 2, 3].map(() => post(event("ALERT_CREATED", { alertId: randomUUID() }))),
+    );
+    const jobIds = new Set(
+      await Promise.all(responses.map(async (r) => ((await r.json()) as { job: { id: string } }).job.id)),
+    );
+    let events = 0;
+    for (const id of jobIds) {
+      const job = await completed(id);
+      expect(job.name).toBe("alerts.ingestBatch");
+      expect(job.data).toEqual({ merged: job.returnvalue.events });
+      events += job.data.merged;
+    }
+    expect(events).toBe(3);
+
+    const single = event("ALERT_CREATED", { alertId: randomUUID() });
+    const res = await post(single, { "Idempotency-Key": randomUUID() });
+    const job = await completed(((await res.json()) as { job: { id: string } }).job.id);
+    expect(job.name).toBe("alerts.ingest");
+    expect(job.data).toMatchObject(single);
+  });
+
+  it("completes a batch job delivered again after its merge, from its count", async () => {
+    const queue = t.deps.queues.get("alert-ingestion");
+    const { id = "" } = await queue.add("alerts.ingestBatch", { merged: 7 });
+    await eventually(async () => ((await queue.getJobState(id)) === "completed" ? true : undefined));
+    expect((await queue.getJob(id))?.returnvalue).toEqual({ events: 7 });
   });
 
   it("inserts an alert first seen through ALERT_CHANGED (a missed ALERT_CREATED)", async () => {

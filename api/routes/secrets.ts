@@ -168,7 +168,8 @@ secretsRoutes
       contract: encryptionQueue,
       name: "secrets.store",
       payload,
-      onCompleted: () => ({ id: payload.id, stored: true }),
+      // The job's own result ({ id, stored: true }): a replay answers for the first request's job.
+      onCompleted: (view) => view.result,
     }) as never;
   })
   .openapi(retrieveRoute, async (c) => {

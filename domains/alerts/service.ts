@@ -2,7 +2,7 @@
 // group commit into Postgres) and alerts out (queries with filters, MTTA/MTTR statistics).
 import type { Db } from "../../db/client.js";
 import { createBatcher } from "../../lib/batcher.js";
-import { isInvalidData, PermanentError } from "../../lib/errors.js";
+import { AppError, isInvalidData, PermanentError, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { ALERT_EVENTS_PER_JOB, type AlertEvent, alertIngestionQueue } from "../../queues/alert-ingestion.js";
 import { enqueue } from "../../queues/contract.js";
 import type { Connections } from "../connections.js";
@@ -31,7 +31,7 @@ export class RejectedEventsError extends PermanentError {
 export type AlertsService = ReturnType<typeof createAlertsService>;
 
 export function createAlertsService(
-  config: Pick<AlertsConfig, "ALERTS_BATCH_MAX">,
+  config: Pick<AlertsConfig, "ALERTS_BATCH_MAX" | "ALERTS_MAX_QUEUED">,
   { database, queues }: Pick<Connections, "database" | "queues">,
 ) {
   /**
@@ -39,12 +39,23 @@ export function createAlertsService(
    * commit, as the worker does into Postgres): each caller resolves once the job holding its
    * event is in Redis, with that job's id. Under load a job carries tens of events, which divides
    * BullMQ's per-job cost (Redis scripts, the worker's fetch and completion) among them; when idle
-   * a job carries one event and adds no latency.
+   * a job carries one event and adds no latency. While Redis is slow to answer, at most
+   * ALERTS_MAX_QUEUED events wait here; later ones get 503 at once, so memory stays bounded.
    */
   type PendingEnqueue = { event: AlertEvent; jobId: string };
   const enqueuer = createBatcher<PendingEnqueue>({
     maxBatch: ALERT_EVENTS_PER_JOB,
     maxInFlight: 4,
+    maxQueued: {
+      items: config.ALERTS_MAX_QUEUED,
+      error: () =>
+        new AppError(
+          "SERVICE_UNAVAILABLE",
+          "too many alert events are waiting for Redis; retry later",
+          undefined,
+          RETRY_AFTER_SECONDS,
+        ),
+    },
     flush: async (items) => {
       const job = await enqueue(
         queues.get(alertIngestionQueue.name),
