@@ -321,6 +321,7 @@ describe("secrets (default settings, workers running)", () => {
         413,
         "PAYLOAD_TOO_LARGE",
       ],
+      ["a value nested 5,000 levels deep", nestedStore("deep", 5_000), 400, "VALIDATION_FAILED"],
       [
         "a body far over the limit",
         { id: "x", encryption_key: "k", value: "v".repeat(2 * 1024 * 1024) },
@@ -336,6 +337,20 @@ describe("secrets (default settings, workers running)", () => {
       expect(error.code).toBe(code);
       expect(error.requestId).toBe(res.headers.get("x-request-id"));
       expect(await t.deps.queues.get("encryption").count()).toBe(before);
+    });
+
+    it("store: keeps a value nested 64 levels deep, and refuses 65 with a message naming the limit", async () => {
+      const id = `depth-${run}`;
+      const kept = await api.post("/v1/secrets", nestedStore(id, 64), { Prefer: "wait=10" });
+      expect([200, 202]).toContain(kept.status);
+      if (kept.status === 202) await api.finished((kept.body as JobAccepted).job.statusUrl);
+      const [record] = await api.values(id, "k");
+      expect(JSON.stringify(record?.value)).toBe(`${"[".repeat(64)}${"]".repeat(64)}`);
+      const refused = await api.post("/v1/secrets", nestedStore(id, 65));
+      expect(refused.status).toBe(400);
+      const error = (refused.body as { error: { code: string; message: string } }).error;
+      expect(error.code).toBe("VALIDATION_FAILED");
+      expect(JSON.stringify(refused.body)).toMatch(/nested more than 64 levels/);
     });
 
     it("store: accepts a value just under the limit (the body limit leaves room for it)", async () => {
@@ -421,6 +436,14 @@ describe("secrets (default settings, workers running)", () => {
     }
   });
 });
+
+/**
+ * A store body, as text, whose value is `depth` nested arrays: JSON.stringify itself could not
+ * write one deep enough to matter.
+ */
+function nestedStore(id: string, depth: number): string {
+  return `{"id":${JSON.stringify(id)},"encryption_key":"k","value":${"[".repeat(depth)}${"]".repeat(depth)}}`;
+}
 
 /** The text itself, its hex, and its base64 at each of the three alignments it can have in a longer text. */
 function forms(text: string): string[] {

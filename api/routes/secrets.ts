@@ -6,6 +6,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AppEnv } from "../../http/context.js";
 import { AppError } from "../../lib/errors.js";
+import { exceedsJsonDepth } from "../../lib/json-depth.js";
 import { encryptionQueue, SECRET_ID_MAX } from "../../queues/encryption.js";
 import { submitJob } from "../job-submission.js";
 import { errorResponses, jobAcceptedSchema, jobSubmissionHeaders, validationHook } from "../openapi.js";
@@ -17,6 +18,8 @@ export const isSecretStore = (method: string, path: string) => method === "POST"
 /** Room for the id, the key and the JSON around a value of the largest size allowed. */
 const ENVELOPE_BYTES = 64 * 1024;
 const KEY_MAX = 4096;
+/** Levels of nested arrays and objects in a value: deeper ones could not be serialised back. */
+export const SECRET_VALUE_MAX_DEPTH = 64;
 
 // Postgres text cannot hold NUL, and a lone surrogate would be stored as U+FFFD: another id.
 const storableId = (s: string) => !s.includes("\u0000") && !/\p{Cs}/u.test(s);
@@ -39,7 +42,14 @@ const storeBody = z
     value: z
       .unknown()
       .refine((v) => v !== undefined, "is required (any JSON value, null included)")
-      .openapi({ description: "Any JSON value", example: { title: "Engineer", open: true } }),
+      .refine(
+        (v) => !exceedsJsonDepth(v, SECRET_VALUE_MAX_DEPTH),
+        `is nested more than ${SECRET_VALUE_MAX_DEPTH} levels deep (arrays and objects)`,
+      )
+      .openapi({
+        description: `Any JSON value, nested at most ${SECRET_VALUE_MAX_DEPTH} levels deep`,
+        example: { title: "Engineer", open: true },
+      }),
   })
   .openapi("SecretStore");
 
