@@ -1,5 +1,6 @@
 // The keys of the secrets domain, built once per process from config: the JOB_SEAL_KEY that
-// seals store jobs, and the master keys derived from clients' keys (through a bounded cache).
+// seals store jobs, a sub-key of it for retrieval cursors, and the master keys derived from
+// clients' keys (through a bounded cache).
 import { decodeKey, subKey } from "../../lib/sealing.js";
 import type { SecretsConfig as SecretsSettings } from "./config.js";
 import { createKeyCache, deriveMasterKey } from "./record.js";
@@ -15,11 +16,18 @@ type KeysConfig = Pick<
   "JOB_SEAL_KEY" | "SECRETS_KDF_SALT" | "SECRETS_KEY_CACHE_MAX" | "SECRETS_KEY_CACHE_TTL_SECONDS"
 >;
 
+/** Runs a derivation that has to happen (a cache miss): where a caller bounds or counts them. */
+export type RunDerivation = (derive: () => Promise<Buffer>) => Promise<Buffer>;
+
 export interface SecretsKeys {
   /** The decoded JOB_SEAL_KEY: seals `secrets.store` payloads (API) and opens them (worker). */
   sealKey: Buffer;
+  /** Seals retrieval cursors: a sub-key of JOB_SEAL_KEY that serves nothing else. */
+  cursorKey: Buffer;
   /** scrypt(client key, deployment salt), at most once per key per TTL in this process. */
-  masterKey(clientKey: string): Promise<Buffer>;
+  masterKey(clientKey: string, run?: RunDerivation): Promise<Buffer>;
+  /** Whether masterKey would answer without deriving. */
+  isCached(clientKey: string): boolean;
   clear(): void;
 }
 
@@ -35,7 +43,10 @@ export function createSecretsKeys(config: KeysConfig): SecretsKeys {
   });
   return {
     sealKey,
-    masterKey: (clientKey) => cache.get(clientKey, (k) => deriveMasterKey(k, salt)),
+    cursorKey: subKey(sealKey, "conveyor/secrets/retrieve-cursor/v1"),
+    masterKey: (clientKey, run = (derive) => derive()) =>
+      cache.get(clientKey, (k) => run(() => deriveMasterKey(k, salt))),
+    isCached: (clientKey) => cache.has(clientKey),
     clear: () => cache.clear(),
   };
 }
