@@ -9,7 +9,11 @@
 //     Postgres), with one repeated key and with a distinct key per store;
 //   - retrieval of 1,000 records by wildcard under one key: the first request (may derive the key),
 //     then p50 / p99 over --requests requests; and the same against a second API with the
-//     master-key cache off (SECRETS_KEY_CACHE_MAX=0), so every request pays one scrypt.
+//     master-key cache off (SECRETS_KEY_CACHE_MAX=0), so every request pays one scrypt;
+//   - a wrong key (a new one each time, cache off) over 1,000 matches and over none: what the
+//     answer's time still tells about records the key does not open;
+//   - the normal retrieval's p50 while other callers flood wrong keys, from one other address and
+//     from --flood-addresses addresses (127.0.0.x: Linux routes all of 127/8 to loopback).
 // Prints figures only, never asserts timings; exits nonzero when a store was lost.
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
@@ -50,6 +54,7 @@ const { values: args } = parseArgs({
     connections: { type: "string", default: "64" },
     requests: { type: "string", default: "30" },
     "kdf-runs": { type: "string", default: "10" },
+    "flood-addresses": { type: "string", default: "32" },
     "worker-concurrency": { type: "string" },
     "keep-logs": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -64,6 +69,7 @@ if (args.help) {
   --connections N          concurrent keep-alive HTTP connections (default 64)
   --requests N             measured retrievals of ${RETRIEVAL_RECORDS} records (default 30)
   --kdf-runs N             scrypt runs timed in this process (default 10)
+  --flood-addresses N      addresses flooding wrong keys at once in the second flood (default 32, ≤ 250)
   --worker-concurrency N   WORKER_CONCURRENCY_ENCRYPTION (default: the worker's own)
   --keep-logs              keep the API and worker logs (printed path)
 `);
@@ -76,6 +82,7 @@ const opts = {
   connections: intArg("connections", args.connections, 1),
   requests: intArg("requests", args.requests, 1),
   kdfRuns: intArg("kdf-runs", args["kdf-runs"], 1),
+  floodAddresses: Math.min(250, intArg("flood-addresses", args["flood-addresses"], 1)),
   workerConcurrency:
     args["worker-concurrency"] === undefined
       ? undefined
@@ -105,7 +112,8 @@ interface Reply {
   body: string;
 }
 
-function createClient(port: number, connections: number) {
+/** Keep-alive requests to 127.0.0.1:port, from `localAddress` (another caller, as the API sees it). */
+function createClient(port: number, connections: number, localAddress = "127.0.0.1") {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
   const post = (pathname: string, body: unknown): Promise<Reply> =>
     new Promise((resolve, reject) => {
@@ -113,6 +121,7 @@ function createClient(port: number, connections: number) {
       const req = http.request(
         {
           agent,
+          localAddress,
           host: "127.0.0.1",
           port,
           method: "POST",
@@ -204,6 +213,44 @@ async function storePhase(opts: {
   return { accepted, rejected, landed, acknowledgedMs, endToEndMs };
 }
 
+/** p50 of `requests` sequential retrievals of `pattern`, each with a key of `keyOf(i)`; any 200 counts. */
+async function latencyOf(client: Client, pattern: string, keyOf: (i: number) => string, requests: number) {
+  const times: number[] = [];
+  for (let i = 0; i < requests; i++) {
+    const started = performance.now();
+    const res = await client.post("/v1/secrets/retrieve", { id: pattern, decryption_key: keyOf(i) });
+    if (res.status !== 200) throw new Error(`retrieval answered ${res.status}: ${res.body.slice(0, 200)}`);
+    times.push(performance.now() - started);
+  }
+  return times.sort((a, b) => a - b);
+}
+
+/**
+ * Wrong-key retrievals (a new key each, and a pattern varied the way the audit did: `ret-*`,
+ * `ret-**`, …) from each of `clients` in loops until `stop` resolves; answers by status.
+ */
+async function flood(clients: Client[], loopsPerClient: number, stop: Promise<unknown>) {
+  const statuses = new Map<number, number>();
+  let done = false;
+  void stop.finally(() => {
+    done = true;
+  });
+  let n = 0;
+  await Promise.all(
+    clients.flatMap((client) =>
+      Array.from({ length: loopsPerClient }, async () => {
+        while (!done) {
+          const i = n++;
+          const id = `ret-${"*".repeat(1 + (i % 64))}`;
+          const res = await client.post("/v1/secrets/retrieve", { id, decryption_key: `flood ${i}` });
+          statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        }
+      }),
+    ),
+  );
+  return statuses;
+}
+
 async function retrievalPhase(client: Client, key: string, requests: number) {
   const once = async () => {
     const started = performance.now();
@@ -293,6 +340,9 @@ async function main(): Promise<number> {
       PORT: String(uncachedPort),
       HOST: "127.0.0.1",
       SECRETS_KEY_CACHE_MAX: "0",
+      // It also times wrong keys from one address, which the limits would soon refuse.
+      SECRETS_FAILED_DECRYPT_LIMIT: "1000000",
+      SECRETS_KDF_PER_ADDRESS_PER_MINUTE: "1000000",
     },
     logDir,
   );
@@ -404,6 +454,50 @@ async function main(): Promise<number> {
       `${percentile(cached.times, 50) < TARGET.retrievalP50Ms ? "met" : "NOT met"} with the cache, ` +
       `${percentile(cold.times, 50) < TARGET.retrievalP50Ms ? "met" : "NOT met"} without`,
   );
+
+  // What a wrong key's answer time still says: every request derives its (new) key; the rest is
+  // one HKDF and one failed AES-GCM per matched record, and the database read.
+  // From an address of its own: both APIs share the counters in Redis, as replicas do, and this
+  // address's failures must not lock 127.0.0.1 out of the main API.
+  const guesser = createClient(uncachedPort, 1, "127.0.1.1");
+  cleanups.push({ name: "http client (guesser)", run: async () => guesser.close() });
+  const wrongOverAll = await latencyOf(guesser, "ret-*", (i) => `wrong ${run} a${i}`, opts.requests);
+  const wrongOverNone = await latencyOf(guesser, "none-*", (i) => `wrong ${run} b${i}`, opts.requests);
+  out();
+  out(`Wrong key, a new one per request (key cache off), ${opts.requests} sequential requests`);
+  out(`  over ${fmt(RETRIEVAL_RECORDS)} matches: p50 ${fmt(percentile(wrongOverAll, 50), 1)} ms`);
+  out(`  over no match:       p50 ${fmt(percentile(wrongOverNone, 50), 1)} ms`);
+
+  // The normal retrieval (cached key, 127.0.0.1) while other callers flood wrong keys.
+  out();
+  out(`Retrieval of ${fmt(RETRIEVAL_RECORDS)} records (key cache on) while others flood wrong keys`);
+  const floods = [
+    { label: "flood from one other address, 16 connections", addresses: 1, loops: 16 },
+    {
+      label: `flood from ${opts.floodAddresses} other addresses, 2 connections each`,
+      addresses: opts.floodAddresses,
+      loops: 2,
+    },
+  ];
+  for (const f of floods) {
+    const flooders = Array.from({ length: f.addresses }, (_, i) =>
+      createClient(apiPort, f.loops, `127.0.0.${i + 2}`),
+    );
+    const closeFlooders = async () => {
+      for (const c of flooders) c.close();
+    };
+    cleanups.push({ name: "flood clients", run: closeFlooders });
+    let finished: () => void = () => {};
+    const stop = new Promise<void>((resolve) => {
+      finished = resolve;
+    });
+    const flooding = flood(flooders, f.loops, stop);
+    const times = await latencyOf(client, "ret-*", () => repeatedKey, opts.requests).finally(finished);
+    const statuses = [...(await flooding)].map(([status, n]) => `${fmt(n)}×${status}`).join(", ");
+    out(`  ${f.label}: p50 ${fmt(percentile(times, 50), 1)} ms, p99 ${fmt(percentile(times, 99), 1)} ms`);
+    out(`    flood answers: ${statuses}`);
+    await closeFlooders();
+  }
   out();
   out(`Stores lost (acknowledged, never in Postgres): ${lost}`);
   return lost === 0 ? 0 : 1;

@@ -6,7 +6,7 @@ import { createAlertsService } from "../domains/alerts/service.js";
 import { createRedis } from "../lib/redis.js";
 import { createQueueRegistry } from "../queues/registry.js";
 import { createTestContext, type TestContext } from "../test/helpers/context.js";
-import { serveApp } from "../test/helpers/http.js";
+import { peer, serveApp } from "../test/helpers/http.js";
 import { createDashboardsApp } from "./dashboards-app.js";
 
 type Requester = { request: (path: string, init?: RequestInit) => Response | Promise<Response> };
@@ -159,16 +159,44 @@ describe("dashboards with operator credentials", () => {
   afterAll(() => t.close());
 
   it("answers 401 to missing, wrong and malformed credentials on every surface", async () => {
-    for (const path of PROTECTED) {
-      await expectUnauthorized(await t.app.request(path));
-      await expectUnauthorized(await t.app.request(path, { headers: basic(USER, "wrong-password") }));
-      await expectUnauthorized(await t.app.request(path, { headers: basic("someone", PASSWORD) }));
-      await expectUnauthorized(await t.app.request(path, { headers: basic(USER, `${PASSWORD}x`) }));
-      await expectUnauthorized(await t.app.request(path, { headers: { authorization: "Basic !!!" } }));
-      await expectUnauthorized(
-        await t.app.request(path, { headers: { authorization: `Bearer ${PASSWORD}` } }),
-      );
+    for (const [i, path] of PROTECTED.entries()) {
+      // An address per surface, so that the failed-login limit (10 per minute) is not reached.
+      const from = peer(`192.0.2.${i + 1}`);
+      const request = (headers?: Record<string, string>) => t.app.request(path, { headers }, from);
+      await expectUnauthorized(await request());
+      await expectUnauthorized(await request(basic(USER, "wrong-password")));
+      await expectUnauthorized(await request(basic("someone", PASSWORD)));
+      await expectUnauthorized(await request(basic(USER, `${PASSWORD}x`)));
+      await expectUnauthorized(await request({ authorization: "Basic !!!" }));
+      await expectUnauthorized(await request({ authorization: `Bearer ${PASSWORD}` }));
     }
+  });
+
+  it("refuses an address with 429 and Retry-After after 10 failed logins; successes do not count", async () => {
+    const guesser = peer("198.51.100.7");
+    for (let i = 0; i < 10; i++)
+      await expectUnauthorized(
+        await t.app.request("/dashboard", { headers: basic(USER, `guess-${i}`) }, guesser),
+      );
+    for (const headers of [basic(USER, "guess-10"), ops]) {
+      const refused = await t.app.request("/dashboard", { headers }, guesser);
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(60);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("RATE_LIMITED");
+    }
+    expect(
+      t.logs.some((l) => l.includes("too many failed operator logins") && l.includes("198.51.100.7")),
+    ).toBe(true);
+    // Another address signs in; its successes leave its own budget whole.
+    const operator = peer("198.51.100.8");
+    for (let i = 0; i < 15; i++)
+      expect((await t.app.request("/dashboard/api/queues", { headers: ops }, operator)).status).toBe(200);
+    for (let i = 0; i < 10; i++)
+      await expectUnauthorized(
+        await t.app.request("/dashboard", { headers: basic(USER, `typo-${i}`) }, operator),
+      );
+    expect((await t.app.request("/dashboard", { headers: ops }, operator)).status).toBe(429);
   });
 
   it("serves the operator page with counts, MTTA, the per-service table and the latest alerts", async () => {

@@ -3,7 +3,12 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../http/context.js";
-import { operatorAuth, resolveOperatorCredentials, sameOriginWrites } from "./operator-auth.js";
+import {
+  createFailedLoginLimit,
+  operatorAuth,
+  resolveOperatorCredentials,
+  sameOriginWrites,
+} from "./operator-auth.js";
 import { OPERATOR_PAGE_PATH, operatorPageRoutes } from "./operator-page.js";
 
 export { OPERATOR_PAGE_PATH } from "./operator-page.js";
@@ -25,7 +30,7 @@ export function mountDashboards(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
       "dashboards use the dev start's generated password (ADMIN_PASSWORD is not set)",
     );
 
-  const auth = operatorAuth(credentials);
+  const auth = operatorAuth(credentials, createFailedLoginLimit(deps.redis, deps.config.QUEUE_PREFIX));
   // `/x/*` also matches `/x` itself in Hono, so one pattern per surface covers it.
   for (const path of [OPERATOR_PAGE_PATH, BULL_BOARD_PATH]) {
     app.use(`${path}/*`, auth);

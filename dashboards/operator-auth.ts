@@ -1,8 +1,14 @@
 // Who may open the operator surfaces: HTTP Basic against ADMIN_USER / ADMIN_PASSWORD (or the
-// all-in-one dev start's generated password), and a same-origin rule for anything that writes.
+// all-in-one dev start's generated password), failed logins throttled per address, and a
+// same-origin rule for anything that writes.
+
 import type { MiddlewareHandler } from "hono";
+import type { Redis } from "ioredis";
+import { clientAddress } from "../http/client-address.js";
 import type { AppDeps, AppEnv } from "../http/context.js";
 import { sendError } from "../http/errors.js";
+import { AppError } from "../lib/errors.js";
+import { createRateLimit, type RateLimit } from "../lib/rate-limit.js";
 import { secureEqual } from "../lib/secure-compare.js";
 
 export const AUTH_REALM = "conveyor";
@@ -42,14 +48,49 @@ export function parseBasicAuth(header: string | undefined): { user: string; pass
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
-export function operatorAuth(credentials: OperatorCredentials): MiddlewareHandler<AppEnv> {
+/** Failed operator logins allowed per address per window, before 429. */
+export const FAILED_LOGIN_LIMIT = 10;
+export const FAILED_LOGIN_WINDOW_SECONDS = 60;
+
+/**
+ * The failed-login limit of one app (built once, in mountDashboards). While Redis is down it
+ * counts in this process instead of refusing: operators need the dashboards most during an outage.
+ */
+export const createFailedLoginLimit = (redis: Redis, prefix: string): RateLimit =>
+  createRateLimit(redis, {
+    keyPrefix: `${prefix}:dashboards:failed-login`,
+    points: FAILED_LOGIN_LIMIT,
+    windowSeconds: FAILED_LOGIN_WINDOW_SECONDS,
+    message: "too many failed operator logins from this address; retry later",
+    whenRedisIsDown: "memory",
+  });
+
+export function operatorAuth(
+  credentials: OperatorCredentials,
+  failedLogins: RateLimit,
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const presented = parseBasicAuth(c.req.header("Authorization"));
     if (credentials.enabled && presented) {
+      const address = clientAddress(c);
+      // Reserved before the check, so concurrent guesses cannot all pass one count made before any
+      // of them failed; a success gives it back. Past the limit even the right password waits.
+      await failedLogins.consume(address).catch((err: unknown) => {
+        if (err instanceof AppError && err.code === "RATE_LIMITED")
+          c.get("log").warn({ address, retryAfter: err.retryAfter }, "too many failed operator logins");
+        throw err;
+      });
       // Both comparisons always run, so the time taken does not tell which one failed.
       const userOk = secureEqual(presented.user, credentials.user);
       const passwordOk = secureEqual(presented.password, credentials.password);
-      if (userOk && passwordOk) return next();
+      if (userOk && passwordOk) {
+        await failedLogins
+          .reward(address)
+          .catch((err: Error) =>
+            c.get("log").warn({ err: { message: err.message } }, "dashboards: could not give a login back"),
+          );
+        return next();
+      }
     }
     // RFC 7235 requires the challenge on every 401, even when no credentials can succeed; the
     // body then says why, and the reason was logged when the dashboards were mounted.

@@ -23,9 +23,11 @@ import {
   TEST_SEAL_KEY,
   type TestContext,
 } from "../../test/helpers/context.js";
+import { peer } from "../../test/helpers/http.js";
 import { trackWorker } from "../../test/helpers/workers.js";
 import { encryptionProcessor } from "../../workers/encryption.processor.js";
 import { type Processor, type RunningWorkers, startWorkers } from "../../workers/runtime.js";
+import { createApp } from "../app.js";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 interface Reply {
@@ -45,13 +47,14 @@ interface LogLine {
 const run = randomBytes(4).toString("hex");
 const json = (body: unknown) => (typeof body === "string" ? body : JSON.stringify(body));
 
-function client(ctx: () => TestContext) {
+/** Requests to the test context's app, from `address` when given (app.request has no socket otherwise). */
+function client(ctx: () => TestContext, address?: string) {
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> => {
-    const res = await ctx().app.request(path, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...headers },
-      body: json(body),
-    });
+    const res = await ctx().app.request(
+      path,
+      { method: "POST", headers: { "content-type": "application/json", ...headers }, body: json(body) },
+      address === undefined ? undefined : peer(address),
+    );
     const text = await res.text();
     let parsed: unknown = text;
     try {
@@ -347,6 +350,7 @@ describe("secrets (default settings, workers running)", () => {
         413,
         "PAYLOAD_TOO_LARGE",
       ],
+      ["a value nested 5,000 levels deep", nestedStore("deep", 5_000), 400, "VALIDATION_FAILED"],
       [
         "a body far over the limit",
         { id: "x", encryption_key: "k", value: "v".repeat(2 * 1024 * 1024) },
@@ -362,6 +366,20 @@ describe("secrets (default settings, workers running)", () => {
       expect(error.code).toBe(code);
       expect(error.requestId).toBe(res.headers.get("x-request-id"));
       expect(await t.deps.queues.get("encryption").count()).toBe(before);
+    });
+
+    it("store: keeps a value nested 64 levels deep, and refuses 65 with a message naming the limit", async () => {
+      const id = `depth-${run}`;
+      const kept = await api.post("/v1/secrets", nestedStore(id, 64), { Prefer: "wait=10" });
+      expect([200, 202]).toContain(kept.status);
+      if (kept.status === 202) await api.finished((kept.body as JobAccepted).job.statusUrl);
+      const [record] = await api.values(id, "k");
+      expect(JSON.stringify(record?.value)).toBe(`${"[".repeat(64)}${"]".repeat(64)}`);
+      const refused = await api.post("/v1/secrets", nestedStore(id, 65));
+      expect(refused.status).toBe(400);
+      const error = (refused.body as { error: { code: string; message: string } }).error;
+      expect(error.code).toBe("VALIDATION_FAILED");
+      expect(JSON.stringify(refused.body)).toMatch(/nested more than 64 levels/);
     });
 
     it("store: accepts a value just under the limit (the body limit leaves room for it)", async () => {
@@ -448,6 +466,14 @@ describe("secrets (default settings, workers running)", () => {
   });
 });
 
+/**
+ * A store body, as text, whose value is `depth` nested arrays: JSON.stringify itself could not
+ * write one deep enough to matter.
+ */
+function nestedStore(id: string, depth: number): string {
+  return `{"id":${JSON.stringify(id)},"encryption_key":"k","value":${"[".repeat(depth)}${"]".repeat(depth)}}`;
+}
+
 /** The text itself, its hex, and its base64 at each of the three alignments it can have in a longer text. */
 function forms(text: string): string[] {
   const bytes = Buffer.from(text, "utf8");
@@ -524,53 +550,121 @@ describe("secrets with small limits (SECRETS_MAX_MATCHES=3, 3 failed decryptions
   });
   afterAll(() => t.close());
 
-  it("caps the matches and pages with X-Next-After / after", async () => {
+  /** The error of a refusal, checked for the platform's body (and Retry-After on a 429). */
+  function refusal(res: Reply, status: number, code: string) {
+    expect(res.status, JSON.stringify(res.body)).toBe(status);
+    const error = (res.body as { error: { code: string; message: string } }).error;
+    expect(error.code).toBe(code);
+    if (status === 429) {
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(Number(res.headers.get("retry-after"))).toBeLessThanOrEqual(60);
+    }
+    return error;
+  }
+
+  it("caps the matches and pages with an opaque X-Next-After cursor, sent back as `after`", async () => {
     const p = `page-${run}`;
     const ids = Array.from({ length: 7 }, (_, i) => `${p}-${i}`);
     await Promise.all(ids.map((id) => api.store(id, "page key", id)));
     await api.store(`${p}-3a`, "another key", "not mine");
+    const reader = client(() => t, "192.0.2.11");
 
-    const first = await api.retrieve({ id: `${p}-*`, decryption_key: "page key" });
+    const first = await reader.retrieve({ id: `${p}-*`, decryption_key: "page key" });
     expect(first.body).toEqual(ids.slice(0, 3).map((id) => ({ id, value: id })));
-    expect(first.headers.get("x-next-after")).toBe(encodeURIComponent(`${p}-2`));
+    const cursor = first.headers.get("x-next-after");
+    // Opaque: no id in it, in clear or percent-encoded.
+    expect(cursor).toEqual(expect.any(String));
+    expect(cursor).not.toContain(p);
 
     const seen: unknown[] = [];
     let after: string | undefined;
     for (let pages = 0; pages < 10; pages++) {
-      const res = await api.retrieve({ id: `${p}-*`, decryption_key: "page key", after });
+      const res = await reader.retrieve({ id: `${p}-*`, decryption_key: "page key", after });
       seen.push(...(res.body as unknown[]));
       const next = res.headers.get("x-next-after");
       if (next === null) break;
-      after = decodeURIComponent(next);
+      after = next;
     }
     expect(seen).toEqual(ids.map((id) => ({ id, value: id })));
 
-    const two = await api.retrieve({ id: `${p}-*`, decryption_key: "page key", limit: 2 });
+    const two = await reader.retrieve({ id: `${p}-*`, decryption_key: "page key", limit: 2 });
     expect((two.body as unknown[]).length).toBe(2);
-    expect(two.headers.get("x-next-after")).toBe(encodeURIComponent(`${p}-1`));
-    expect((await api.retrieve({ id: `${p}-*`, decryption_key: "page key", limit: 4 })).status).toBe(400);
+    expect(two.headers.get("x-next-after")).toEqual(expect.any(String));
+    refusal(
+      await reader.retrieve({ id: `${p}-*`, decryption_key: "page key", limit: 4 }),
+      400,
+      "VALIDATION_FAILED",
+    );
   });
 
-  it("refuses retrieval with 429 and Retry-After after too many failed decryptions, and logs it", async () => {
+  it("tells a key that opens nothing no id: [] and no cursor, however many records match", async () => {
+    const p = `hidden-${run}`;
+    await Promise.all(["a", "b", "c", "d"].map((s) => api.store(`${p}-${s}`, "owner key", s)));
+    const guesser = client(() => t, "192.0.2.21");
+    for (const query of [{ id: `${p}-*`, limit: 1 }, { id: `${p}*`, limit: 2 }, { id: `${p}-*` }]) {
+      const res = await guesser.retrieve({ ...query, decryption_key: "a guess" });
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual([]);
+      expect(res.headers.get("x-next-after")).toBeNull();
+      for (const [name, value] of res.headers) expect(value, name).not.toContain(p);
+    }
+  });
+
+  it("honours a cursor only with the key and the pattern it was given to", async () => {
+    const p = `bound-${run}`;
+    await Promise.all(["a", "b", "c"].map((s) => api.store(`${p}-${s}`, "bound key", s)));
+    await api.store(`${p}-z`, "other key", "z");
+    const owner = client(() => t, "192.0.2.31");
+    const first = await owner.retrieve({ id: `${p}-*`, decryption_key: "bound key", limit: 1 });
+    const after = first.headers.get("x-next-after");
+    expect(after).toEqual(expect.any(String));
+    const next = await owner.retrieve({ id: `${p}-*`, decryption_key: "bound key", limit: 1, after });
+    expect(next.body).toEqual([{ id: `${p}-b`, value: "b" }]);
+
+    const other = client(() => t, "192.0.2.32");
+    for (const query of [
+      { id: `${p}-*`, decryption_key: "other key", after },
+      { id: `${p}*`, decryption_key: "bound key", after },
+      // What `after` used to be: an id.
+      { id: `${p}-*`, decryption_key: "bound key", after: `${p}-a` },
+    ]) {
+      const error = refusal(await other.retrieve({ ...query, limit: 1 }), 400, "VALIDATION_FAILED");
+      expect(JSON.stringify(error)).toMatch(/after/);
+    }
+  });
+
+  it("counts failed decryptions per address whatever the pattern, and refuses with 429 past the limit", async () => {
     const id = `limited-${run}`;
     await api.store(id, "good key", "v");
-    for (let i = 0; i < 3; i++) expect(await api.values(id, `guess-${i}`)).toEqual([]);
-    const refused = await api.retrieve({ id, decryption_key: "good key" });
-    expect(refused.status).toBe(429);
-    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
-    expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(60);
-    expect((refused.body as { error: { code: string } }).error.code).toBe("RATE_LIMITED");
-    expect(logLines(t).some((l) => /too many failed decryptions/.test(l.msg) && l.pattern === id)).toBe(true);
-    // Counted per id pattern: another one is still served.
-    const other = `limited-${run}-other`;
-    await api.store(other, "good key", "w");
-    expect(await api.values(other, "good key")).toEqual([{ id: other, value: "w" }]);
+    const guesser = client(() => t, "192.0.2.41");
+    // Each pattern covering the record used to come with a budget of its own.
+    for (const [i, pattern] of [id, `${id}*`, `*${id}`].entries())
+      expect(await guesser.values(pattern, `guess-${i}`)).toEqual([]);
+    for (const pattern of [`${id}**`, `*${id}*`, id, `unrelated-${run}`])
+      refusal(await guesser.retrieve({ id: pattern, decryption_key: "good key" }), 429, "RATE_LIMITED");
+    expect(
+      logLines(t).some((l) => /too many failed decryptions/.test(l.msg) && l.address === "192.0.2.41"),
+    ).toBe(true);
+    // Another address is still served.
+    expect(await client(() => t, "192.0.2.42").values(id, "good key")).toEqual([{ id, value: "v" }]);
+  });
+
+  it("counts an answer with nothing in it, so the limit does not tell which patterns match", async () => {
+    const id = `empty-${run}`;
+    await api.store(id, "k", 1);
+    const caller = client(() => t, "192.0.2.51");
+    // Unknown ids cost what a wrong key on a stored id costs; otherwise a guesser near the limit
+    // would learn from the next 429 whether a pattern matched anything.
+    for (const pattern of [`${id}-none`, `${id}-none-*`, `nothing-${run}-*`])
+      expect(await caller.values(pattern, "k")).toEqual([]);
+    refusal(await caller.retrieve({ id, decryption_key: "k" }), 429, "RATE_LIMITED");
   });
 
   it("does not count retrievals that open everything they match", async () => {
     const id = `fine-${run}`;
     await api.store(id, "k", 1);
-    for (let i = 0; i < 6; i++) expect(await api.values(id, "k")).toEqual([{ id, value: 1 }]);
+    const caller = client(() => t, "192.0.2.61");
+    for (let i = 0; i < 6; i++) expect(await caller.values(id, "k")).toEqual([{ id, value: 1 }]);
   });
 
   it("answers 413 for a value over SECRETS_MAX_VALUE_BYTES, measured as JSON", async () => {
@@ -641,24 +735,103 @@ describe("secrets failed-decryption limit under concurrency (SECRETS_FAILED_DECR
   it("does not count correct-key retrievals from the same address", async () => {
     const id = `steady-${run}`;
     await api.store(id, "k", 1);
+    const caller = client(() => t, "192.0.2.71");
     // One failure of the two allowed.
-    expect(await api.values(id, "wrong")).toEqual([]);
-    for (let i = 0; i < 10; i++) expect(await api.values(id, "k")).toEqual([{ id, value: 1 }]);
-    // Nothing matched: nothing failed to open either.
-    for (let i = 0; i < 5; i++) expect(await api.values(`${id}-none-*`, "k")).toEqual([]);
+    expect(await caller.values(id, "wrong")).toEqual([]);
+    for (let i = 0; i < 10; i++) expect(await caller.values(id, "k")).toEqual([{ id, value: 1 }]);
     // The second failure is still allowed, and the third is refused.
-    expect(await api.values(id, "wrong again")).toEqual([]);
-    expect((await api.retrieve({ id, decryption_key: "k" })).status).toBe(429);
+    expect(await caller.values(id, "wrong again")).toEqual([]);
+    expect((await caller.retrieve({ id, decryption_key: "k" })).status).toBe(429);
   });
 
   it("leaves no failure counter without an expiry", async () => {
     const id = `expiry-${run}`;
     await api.store(id, "k", 1);
-    for (let i = 0; i < 5; i++) expect(await api.values(id, "k")).toEqual([{ id, value: 1 }]);
-    expect(await api.values(id, "wrong")).toEqual([]);
+    const caller = client(() => t, "192.0.2.72");
+    for (let i = 0; i < 5; i++) expect(await caller.values(id, "k")).toEqual([{ id, value: 1 }]);
+    expect(await caller.values(id, "wrong")).toEqual([]);
     const slots = await failureSlots();
     expect(slots.length).toBeGreaterThan(0);
     for (const s of slots) expect(s.pttl, s.key).toBeGreaterThan(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("secrets key derivations (2 new keys per address per minute, 1 at a time, none queued)", () => {
+  let t: TestContext;
+  beforeAll(async () => {
+    t = await createTestContext({
+      SECRETS_KDF_PER_ADDRESS_PER_MINUTE: "2",
+      SECRETS_KDF_CONCURRENCY: "1",
+      SECRETS_KDF_QUEUE_MAX: "0",
+      SECRETS_FAILED_DECRYPT_LIMIT: "1000",
+    });
+  });
+  afterAll(() => t.close());
+
+  it("derives the key even when nothing matches, and limits new keys per address; a cached key is free", async () => {
+    const pattern = `nothing-${run}-*`;
+    const caller = client(() => t, "192.0.2.81");
+    // Nothing matches, yet each new key is derived (and counted): such an answer costs what one
+    // over stored records costs, so its speed does not tell whether anything matched.
+    expect(await caller.values(pattern, "new key 1")).toEqual([]);
+    expect(await caller.values(`nothing-${run}`, "new key 2")).toEqual([]);
+    for (let i = 0; i < 5; i++) expect(await caller.values(pattern, "new key 1")).toEqual([]);
+    const refused = await caller.retrieve({ id: pattern, decryption_key: "new key 3" });
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect((refused.body as { error: { message: string } }).error.message).toMatch(/key derivations/);
+    // Another address has a budget of its own.
+    expect(await client(() => t, "192.0.2.82").values(pattern, "new key 3")).toEqual([]);
+  });
+
+  it("runs one derivation at a time and answers 503 with Retry-After beyond it", async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        client(() => t, `198.51.100.${i + 1}`).retrieve({
+          id: `gate-${run}`,
+          decryption_key: `gate key ${i}`,
+        }),
+      ),
+    );
+    const served = replies.filter((r) => r.status === 200);
+    const busy = replies.filter((r) => r.status === 503);
+    expect(served.length).toBeGreaterThan(0);
+    expect(busy.length).toBeGreaterThan(0);
+    expect(served.length + busy.length).toBe(replies.length);
+    for (const r of busy) {
+      expect(Number(r.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect((r.body as { error: { code: string } }).error.code).toBe("SERVICE_UNAVAILABLE");
+    }
+  });
+});
+
+describe("secrets retrieval while Redis is down", () => {
+  let t: TestContext;
+  beforeAll(async () => {
+    t = await createTestContext();
+  });
+  afterAll(() => t.close());
+
+  it("answers 503 with Retry-After: the limits cannot be checked, so nothing is served", async () => {
+    // Port 1: nothing listens, every connection is refused.
+    const redis = createRedis("redis://127.0.0.1:1", "producer", t.logger);
+    const secrets = createSecretsService(t.deps.config, { database: t.deps.database, redis });
+    try {
+      const app = createApp({ ...t.deps, redis, services: { ...t.deps.services, secrets } });
+      const res = await app.request("/v1/secrets/retrieve", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ id: `down-${run}`, decryption_key: "k" }),
+      });
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("SERVICE_UNAVAILABLE");
+    } finally {
+      await secrets.close();
+      redis.disconnect();
+    }
   });
 });
 

@@ -1,11 +1,12 @@
 // Secrets: HTTP around the secrets domain (domains/secrets/). Stores are sealed and enqueued on
 // `encryption` (the worker derives the key and writes); retrieval decrypts in the API.
-import { getConnInfo } from "@hono/node-server/conninfo";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
 import { AppError } from "../../lib/errors.js";
+import { exceedsJsonDepth } from "../../lib/json-depth.js";
 import { encryptionQueue, SECRET_ID_MAX } from "../../queues/encryption.js";
 import { submitJob } from "../job-submission.js";
 import { errorResponses, jobAcceptedSchema, jobSubmissionHeaders, validationHook } from "../openapi.js";
@@ -17,6 +18,10 @@ export const isSecretStore = (method: string, path: string) => method === "POST"
 /** Room for the id, the key and the JSON around a value of the largest size allowed. */
 const ENVELOPE_BYTES = 64 * 1024;
 const KEY_MAX = 4096;
+/** Levels of nested arrays and objects in a value: deeper ones could not be serialised back. */
+export const SECRET_VALUE_MAX_DEPTH = 64;
+/** A sealed cursor for an id of SECRET_ID_MAX characters of up to 4 UTF-8 bytes, as base64, fits. */
+const CURSOR_MAX = 2048;
 
 // Postgres text cannot hold NUL, and a lone surrogate would be stored as U+FFFD: another id.
 const storableId = (s: string) => !s.includes("\u0000") && !/\p{Cs}/u.test(s);
@@ -39,7 +44,14 @@ const storeBody = z
     value: z
       .unknown()
       .refine((v) => v !== undefined, "is required (any JSON value, null included)")
-      .openapi({ description: "Any JSON value", example: { title: "Engineer", open: true } }),
+      .refine(
+        (v) => !exceedsJsonDepth(v, SECRET_VALUE_MAX_DEPTH),
+        `is nested more than ${SECRET_VALUE_MAX_DEPTH} levels deep (arrays and objects)`,
+      )
+      .openapi({
+        description: `Any JSON value, nested at most ${SECRET_VALUE_MAX_DEPTH} levels deep`,
+        example: { title: "Engineer", open: true },
+      }),
   })
   .openapi("SecretStore");
 
@@ -51,9 +63,16 @@ const retrieveBody = z
     }),
     decryption_key: keyField.optional(),
     encryption_key: keyField.optional().openapi({ description: "Synonym of decryption_key" }),
-    after: idField.optional().openapi({
-      description: "Only ids after this one (exclusive): the X-Next-After of the previous page",
-    }),
+    after: z
+      .string()
+      .min(1)
+      .max(CURSOR_MAX)
+      .optional()
+      .openapi({
+        description:
+          "Opaque cursor: the X-Next-After of the previous page, sent back as is, with the same id " +
+          "and key (any other cursor is refused with 400)",
+      }),
     limit: z
       .number()
       .int()
@@ -115,31 +134,26 @@ const retrieveRoute = createRoute({
   summary: "Records matching an id or a `*` pattern that the key opens, in id order",
   description:
     "Always an array: records the key does not open are left out (and logged), so a wrong key " +
-    "gives []. At most `limit` matches are examined; when more exist, the X-Next-After header " +
-    "carries the last id examined (percent-encoded): send it decoded as `after` for the next page. " +
-    "A POST, so the key never travels in a URL.",
+    "gives [], and nothing else about them: no id, no count, no cursor. At most `limit` matches " +
+    "are examined; when more exist and the key opened a record of this id (on this page or an " +
+    "earlier one), the X-Next-After header carries an opaque cursor: send it back as is as " +
+    "`after` for the next page. A POST, so the key never travels in a URL. Failed retrievals " +
+    "(a record the key does not open, or an empty answer) and new keys are limited per address.",
   request: { body: { required: true, content: { "application/json": { schema: retrieveBody } } } },
   responses: {
     200: {
       description: "The records the key opens",
       headers: z.object({
-        "X-Next-After": z.string().optional().openapi({ description: "More matches exist after this id" }),
+        "X-Next-After": z.string().optional().openapi({
+          description:
+            "More matches exist: an opaque cursor, to send back as `after` with the same id and key",
+        }),
       }),
       content: { "application/json": { schema: z.array(secretSchema) } },
     },
     ...errorResponses(400, 413, 415, 429),
   },
 });
-
-/** The peer's address. Proxies are not trusted: behind one, every client shares its address. */
-function clientAddress(c: Context<AppEnv>): string {
-  try {
-    return getConnInfo(c).remote.address ?? "unknown";
-  } catch {
-    // app.request() in tests has no socket.
-    return "unknown";
-  }
-}
 
 // ---- Routes -------------------------------------------------------------------------------------
 
@@ -187,7 +201,8 @@ secretsRoutes
       address: clientAddress(c),
       log: c.get("log"),
     });
-    if (found.nextAfter !== undefined) c.header("X-Next-After", encodeURIComponent(found.nextAfter));
+    // base64: safe in a header as it is.
+    if (found.nextAfter !== undefined) c.header("X-Next-After", found.nextAfter);
     c.header("Content-Type", "application/json; charset=UTF-8");
     return c.body(found.json, 200) as never;
   });

@@ -38,8 +38,15 @@ export const secretsConfig = {
     .min(1)
     .default(1024 * 1024),
   SECRETS_MAX_MATCHES: z.coerce.number().int().min(1).max(100_000).default(1_000),
+  // Failed retrievals per caller address (whatever the pattern) per window, before 429.
   SECRETS_FAILED_DECRYPT_LIMIT: z.coerce.number().int().min(1).default(20),
   SECRETS_FAILED_DECRYPT_WINDOW_SECONDS: z.coerce.number().int().min(1).default(60),
+  // scrypt is the one costly step a caller can trigger: new (uncached) client keys per address per
+  // minute, and derivations at once in this process (libuv has 4 threads unless UV_THREADPOOL_SIZE
+  // says otherwise; the rest stay free for file and DNS work), with a bounded wait line beyond them.
+  SECRETS_KDF_PER_ADDRESS_PER_MINUTE: z.coerce.number().int().min(1).default(60),
+  SECRETS_KDF_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  SECRETS_KDF_QUEUE_MAX: z.coerce.number().int().min(0).max(10_000).default(32),
   // Master keys derived from clients' keys, kept in memory (0 disables the cache).
   SECRETS_KEY_CACHE_MAX: z.coerce.number().int().min(0).default(1_000),
   SECRETS_KEY_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).max(3_600).default(60),

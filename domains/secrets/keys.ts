@@ -1,6 +1,7 @@
 // The keys of the secrets domain, built once per process from config: the seal key ring
-// (JOB_SEAL_KEY seals store jobs; it and JOB_SEAL_KEYS_ACCEPTED open them), and the master keys
-// derived from clients' keys (through a bounded cache).
+// (JOB_SEAL_KEY seals store jobs; it and JOB_SEAL_KEYS_ACCEPTED open them), a sub-key of the
+// sealing key for retrieval cursors, and the master keys derived from clients' keys (through a
+// bounded cache).
 import { createSealKeyRing, decodeKey, type SealKeyRing, subKey } from "../../lib/sealing.js";
 import type { SecretsConfig as SecretsSettings } from "./config.js";
 import { createKeyCache, deriveMasterKey } from "./record.js";
@@ -25,11 +26,21 @@ type KeysConfig = Pick<
   | "SECRETS_KEY_CACHE_TTL_SECONDS"
 >;
 
+/** Runs a derivation that has to happen (a cache miss): where a caller bounds or counts them. */
+export type RunDerivation = (derive: () => Promise<Buffer>) => Promise<Buffer>;
+
 export interface SecretsKeys {
   /** JOB_SEAL_KEY seals `secrets.store` payloads (API); it and JOB_SEAL_KEYS_ACCEPTED open them (worker). */
   sealKeys: SealKeyRing;
+  /**
+   * Seals retrieval cursors: a sub-key of JOB_SEAL_KEY that serves nothing else (cursors given out
+   * before a JOB_SEAL_KEY rotation no longer open: the client starts its paging again).
+   */
+  cursorKeys: SealKeyRing;
   /** scrypt(client key, deployment salt), at most once per key per TTL in this process. */
-  masterKey(clientKey: string): Promise<Buffer>;
+  masterKey(clientKey: string, run?: RunDerivation): Promise<Buffer>;
+  /** Whether masterKey would answer without deriving. */
+  isCached(clientKey: string): boolean;
   clear(): void;
 }
 
@@ -48,7 +59,10 @@ export function createSecretsKeys(config: KeysConfig): SecretsKeys {
   });
   return {
     sealKeys,
-    masterKey: (clientKey) => cache.get(clientKey, (k) => deriveMasterKey(k, salt)),
+    cursorKeys: createSealKeyRing(subKey(sealKeys.sealing.key, "conveyor/secrets/retrieve-cursor/v1")),
+    masterKey: (clientKey, run = (derive) => derive()) =>
+      cache.get(clientKey, (k) => run(() => deriveMasterKey(k, salt))),
+    isCached: (clientKey) => cache.has(clientKey),
     clear: () => cache.clear(),
   };
 }

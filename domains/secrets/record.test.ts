@@ -59,6 +59,20 @@ describe("createKeyCache", () => {
     };
   };
 
+  it("says whether a key would be answered without deriving, a derivation in progress included", async () => {
+    const cache = createKeyCache({ lookupKey, max: 10, ttlMs: 60_000 });
+    const { derive } = counting();
+    expect(cache.has("k")).toBe(false);
+    const pending = cache.get("k", derive);
+    expect(cache.has("k")).toBe(true);
+    await pending;
+    expect(cache.has("k")).toBe(true);
+    expect(cache.has("other")).toBe(false);
+    const off = createKeyCache({ lookupKey, max: 0, ttlMs: 60_000 });
+    await off.get("k", derive);
+    expect(off.has("k")).toBe(false);
+  });
+
   it("derives once for concurrent and repeated lookups of one key", async () => {
     const cache = createKeyCache({ lookupKey, max: 10, ttlMs: 60_000 });
     const { calls, derive } = counting();

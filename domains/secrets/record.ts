@@ -75,6 +75,8 @@ export function decryptRecord(master: Buffer, id: string, record: Buffer): Buffe
 export interface KeyCache {
   /** The master key for `clientKey`: from the cache, or derived once however many callers wait. */
   get(clientKey: string, derive: (clientKey: string) => Promise<Buffer>): Promise<Buffer>;
+  /** Whether `get` would answer without deriving (a derivation in progress counts: it is shared). */
+  has(clientKey: string): boolean;
   readonly size: number;
   clear(): void;
 }
@@ -92,10 +94,13 @@ export function createKeyCache(opts: { lookupKey: Buffer; max: number; ttlMs: nu
     if (entry) clearTimeout(entry.timer);
     entries.delete(id);
   };
+  const enabled = opts.max > 0 && opts.ttlMs > 0;
+  const lookupId = (clientKey: string) =>
+    createHmac("sha256", opts.lookupKey).update(clientKey, "utf8").digest("base64");
   return {
     get(clientKey, derive) {
-      if (opts.max <= 0 || opts.ttlMs <= 0) return derive(clientKey);
-      const id = createHmac("sha256", opts.lookupKey).update(clientKey, "utf8").digest("base64");
+      if (!enabled) return derive(clientKey);
+      const id = lookupId(clientKey);
       const hit = entries.get(id);
       if (hit) return hit.key;
       // Map order is insertion order and every entry lives ttlMs, so the first is the oldest.
@@ -114,6 +119,9 @@ export function createKeyCache(opts: { lookupKey: Buffer; max: number; ttlMs: nu
         if (entries.get(id) === entry) drop(id);
       });
       return key;
+    },
+    has(clientKey) {
+      return enabled && entries.has(lookupId(clientKey));
     },
     get size() {
       return entries.size;

@@ -1,7 +1,7 @@
 // The secrets domain: an encrypted key-value store. A store is sealed by the API (the client's
 // key and value never rest in clear in Redis) and written by the `encryption` worker, last write
 // wins; a retrieval reads and decrypts in the API, one slow key derivation per request at most,
-// under a failed-decryption limit.
+// under per-address limits, and tells a key nothing about the records it does not open.
 import { createBatcher } from "../../lib/batcher.js";
 import { AppError, PermanentError, serviceUnavailable } from "../../lib/errors.js";
 import type { Logger } from "../../lib/logger.js";
@@ -9,9 +9,10 @@ import { CryptoError, open, seal } from "../../lib/sealing.js";
 import { type SealedStore, sealedStoreSchema, storeSealContext } from "../../queues/encryption.js";
 import type { Connections } from "../connections.js";
 import type { SecretsConfig } from "./config.js";
-import { createDecryptLimit } from "./decrypt-limit.js";
+import { openCursor, sealCursor } from "./cursor.js";
 import { createSecretsKeys, type SecretsKeys } from "./keys.js";
-import { findSecrets, type SecretWrite, upsertSecrets } from "./queries.js";
+import { createRetrievalLimits } from "./limits.js";
+import { findSecrets, type SecretRow, type SecretWrite, upsertSecrets } from "./queries.js";
 import { decryptRecord, encryptRecord } from "./record.js";
 import { nextSecretSeq } from "./write-order.js";
 
@@ -21,8 +22,14 @@ const MAX_BATCH = 256;
 export interface Retrieval {
   /** The JSON array of {id, value} the key opens, in id order. */
   json: string;
-  /** The last id examined, when more matches exist after it. */
+  /** An opaque cursor for the next page: only when more matches exist and this key may page on. */
   nextAfter?: string;
+}
+
+/** One page of rows decrypted: the JSON items the key opened, and how many rows it did not open. */
+interface OpenedPage {
+  items: string[];
+  failed: number;
 }
 
 export type SecretsService = ReturnType<typeof createSecretsService>;
@@ -45,10 +52,7 @@ export function createSecretsService(
     maxBatch: MAX_BATCH,
     flush: (writes) => upsertSecrets(database.sql, writes),
   });
-  const decryptLimit = createDecryptLimit(redis, config.QUEUE_PREFIX, {
-    limit: config.SECRETS_FAILED_DECRYPT_LIMIT,
-    windowSeconds: config.SECRETS_FAILED_DECRYPT_WINDOW_SECONDS,
-  });
+  const limits = createRetrievalLimits(redis, config);
 
   /** Opens a sealed store. Error messages never quote what was inside. */
   function openStore(id: string, sealed: string): SealedStore {
@@ -66,6 +70,52 @@ export function createSecretsService(
     const parsed = sealedStoreSchema.safeParse(safeJson(plaintext));
     if (!parsed.success || parsed.data.id !== id) throw new PermanentError("sealed payload is malformed");
     return parsed.data;
+  }
+
+  /** Takes `address`'s RATE_LIMITED refusals from `limit`, logging each one. */
+  async function consumeOrLog(
+    limit: { consume(key: string): Promise<void> },
+    address: string,
+    log: Logger,
+    context: Record<string, unknown>,
+  ): Promise<void> {
+    try {
+      await limit.consume(address);
+    } catch (err) {
+      if (err instanceof AppError && err.code === "RATE_LIMITED")
+        log.warn(
+          { address, ...context, retryAfter: err.retryAfter },
+          `secrets retrieval refused: ${err.message}`,
+        );
+      throw err;
+    }
+  }
+
+  /**
+   * The master key of a retrieval. A key not in the cache costs one scrypt: it counts against the
+   * address's derivations, and waits for a slot among the process's derivations at once.
+   */
+  async function retrievalMasterKey(keys: SecretsKeys, key: string, address: string, log: Logger) {
+    if (!keys.isCached(key)) await consumeOrLog(limits.derivations, address, log, {});
+    return keys.masterKey(key, limits.derivationGate.run);
+  }
+
+  /** Decrypts each row; those the key does not open are left out, and logged (never the key). */
+  function openPage(master: Buffer, rows: readonly SecretRow[], log: Logger): OpenedPage {
+    const page: OpenedPage = { items: [], failed: 0 };
+    for (const row of rows) {
+      try {
+        const text = decryptRecord(master, row.id, row.ciphertext).toString("utf8");
+        // The plaintext is the JSON text the API serialised at store time (authenticated by
+        // AES-GCM), so it is spliced in as is rather than parsed and serialised again.
+        page.items.push(`{"id":${JSON.stringify(row.id)},"value":${text}}`);
+      } catch (err) {
+        if (!(err instanceof CryptoError)) throw err;
+        page.failed++;
+        log.warn({ secretId: row.id, reason: err.message }, "secret left out: the key does not open it");
+      }
+    }
+    return page;
   }
 
   return {
@@ -108,8 +158,9 @@ export function createSecretsService(
 
     /**
      * Records matching an exact id or a `*` pattern that `key` opens, in id order; at most `limit`
-     * matches examined, from after `after`. Records the key does not open are left out (and logged).
-     * A caller address with too many failed retrievals of one pattern gets RATE_LIMITED.
+     * matches examined, from the cursor `after`. Records the key does not open are left out (and
+     * logged), and the answer says nothing about them: no id, no count, and the same work (one key
+     * derivation) whether anything matched or not. Past the address's limits: RATE_LIMITED.
      */
     async retrieve(query: {
       pattern: string;
@@ -120,53 +171,43 @@ export function createSecretsService(
       log: Logger;
     }): Promise<Retrieval> {
       const { pattern, key, limit, address, log } = query;
-      const { masterKey } = secretsKeys();
-      // The limit is a security control: without Redis it cannot be checked, so nothing is served.
-      if (redis.status !== "ready") throw serviceUnavailable("Redis");
-      const reserved = await decryptLimit.reserve(address, pattern);
-      if (!reserved.allowed) {
-        log.warn(
-          { address, pattern, failures: reserved.failures, retryAfter: reserved.retryAfter },
-          "secrets retrieval refused: too many failed decryptions",
-        );
-        throw new AppError(
-          "RATE_LIMITED",
-          "too many failed decryptions for this id pattern from this address; retry later",
-          undefined,
-          reserved.retryAfter,
-        );
-      }
+      const keys = secretsKeys();
+      // Reserved before anything is read or derived, so concurrent guesses cannot all pass one
+      // check made before any of them failed; given back below unless the retrieval counts.
+      await consumeOrLog(limits.failedDecryptions, address, log, { pattern });
 
       // One failure per request, however many records it missed: a key that opens some records of
-      // a mixed family is not a guess, and must not be locked out after one request. A retrieval in
-      // which nothing failed to open (an error included) gives its reservation back.
-      let failed = 0;
+      // a mixed family is not a guess, and must not be locked out after one request. An answer
+      // with nothing in it counts too: were it free, a guesser near the limit would learn from the
+      // next 429 whether a pattern matched anything. An error of ours (a refused derivation,
+      // Postgres down) counts for nothing.
+      let failed = false;
       try {
-        const rows = await findSecrets(database.sql, { pattern, after: query.after, limit: limit + 1 });
-        const page = rows.slice(0, limit);
-        const last = page.at(-1);
-        const nextAfter = rows.length > limit && last ? last.id : undefined;
-        if (page.length === 0) return { json: "[]", nextAfter };
-
-        const master = await masterKey(key);
-        const items: string[] = [];
-        for (const row of page) {
-          try {
-            const text = decryptRecord(master, row.id, row.ciphertext).toString("utf8");
-            // The plaintext is the JSON text the API serialised at store time (authenticated by
-            // AES-GCM), so it is spliced in as is rather than parsed and serialised again.
-            items.push(`{"id":${JSON.stringify(row.id)},"value":${text}}`);
-          } catch (err) {
-            if (!(err instanceof CryptoError)) throw err;
-            failed++;
-            log.warn({ secretId: row.id, reason: err.message }, "secret left out: the key does not open it");
-          }
+        const master = await retrievalMasterKey(keys, key, address, log);
+        const after =
+          query.after === undefined ? undefined : openCursor(keys.cursorKeys, master, pattern, query.after);
+        if (query.after !== undefined && after === undefined) {
+          // Counted: with a cursor it was not given, a key is a guess like any other.
+          failed = true;
+          throw notOurCursor();
         }
-        return { json: `[${items.join(",")}]`, nextAfter };
+        const rows = await findSecrets(database.sql, { pattern, after, limit: limit + 1 });
+        const examined = rows.slice(0, limit);
+        const page = openPage(master, examined, log);
+        failed = page.failed > 0 || page.items.length === 0;
+        // Only a key that has opened a record of this pattern pages on (this page, or an earlier
+        // one: its cursor opened), so a wrong key never learns that more records match.
+        const last = examined.at(-1);
+        const pagesOn =
+          rows.length > limit && last !== undefined && (page.items.length > 0 || after !== undefined);
+        return {
+          json: `[${page.items.join(",")}]`,
+          nextAfter: pagesOn ? sealCursor(keys.cursorKeys, master, pattern, last.id) : undefined,
+        };
       } finally {
-        if (failed === 0)
-          await decryptLimit
-            .release(address, pattern)
+        if (!failed)
+          await limits.failedDecryptions
+            .reward(address)
             .catch((err: Error) =>
               log.warn({ err: { message: err.message } }, "secrets: could not give an attempt back"),
             );
@@ -179,6 +220,14 @@ export function createSecretsService(
     },
   };
 }
+
+const notOurCursor = () =>
+  new AppError(
+    "VALIDATION_FAILED",
+    "after is not a cursor of this retrieval: send back the X-Next-After of the previous page, " +
+      "with the same id and key",
+    [{ path: "after", message: "not a cursor given out for this id and key" }],
+  );
 
 function safeJson(buffer: Buffer): unknown {
   try {

@@ -27,3 +27,10 @@ export function serveApp(app: { fetch: (request: Request, env?: unknown) => Resp
     }) as Server;
   });
 }
+
+/**
+ * The bindings @hono/node-server would give a request from `address`, for `app.request(path, init,
+ * peer(address))`: per-address limits can then be tested without a socket per caller. Only the
+ * peer is set (getConnInfo reads `server.incoming.socket`); the app still reads the body itself.
+ */
+export const peer = (address: string) => ({ server: { incoming: { socket: { remoteAddress: address } } } });

@@ -1,0 +1,16 @@
+// The caller's address, as the per-address limits count it (secrets retrieval, operator logins).
+import { getConnInfo } from "@hono/node-server/conninfo";
+import type { Context } from "hono";
+
+/**
+ * The TCP peer's address. X-Forwarded-For is not trusted: behind a proxy every client shares the
+ * proxy's address, and its budgets.
+ */
+export function clientAddress(c: Context): string {
+  try {
+    return getConnInfo(c).remote.address ?? "unknown";
+  } catch {
+    // app.request() in tests has no socket.
+    return "unknown";
+  }
+}
