@@ -4,7 +4,8 @@
 import { createHash, createHmac } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Job, JobsOptions, Queue } from "bullmq";
-import type { Context } from "hono";
+import type { Context, TypedResponse } from "hono";
+import type { JSONParsed } from "hono/utils/types";
 import type { Redis } from "ioredis";
 import type { AppEnv } from "../http/context.js";
 import { AppError, serviceUnavailable } from "../lib/errors.js";
@@ -186,7 +187,7 @@ async function claimedJob(
   }
 }
 
-export interface SubmitOptions<C extends QueueContract, N extends JobName<C>> {
+export interface SubmitOptions<C extends QueueContract, N extends JobName<C>, R extends object = JobView> {
   contract: C;
   name: N;
   payload: JobPayload<C, N>;
@@ -200,14 +201,24 @@ export interface SubmitOptions<C extends QueueContract, N extends JobName<C>> {
    * The body of the 200 answer when the client waited and the job completed in time. Built from
    * the job's view alone: a replay answers for the first request's job.
    */
-  onCompleted?: (view: JobView) => unknown;
+  onCompleted?: (view: JobView) => R;
 }
 
+/** What c.json(body, status) answers (hono does not export its name for it). */
+type JsonAnswer<T, S extends 200 | 202> = Response & TypedResponse<JSONParsed<T>, S, "json">;
+
+/** A submission's answers, typed as the routes declare them (jobSubmissionResponses). */
+export type SubmissionAnswer<R extends object = JobView> =
+  | ReturnType<typeof accepted>
+  | JsonAnswer<JobView, 200>
+  | JsonAnswer<R, 200>;
+
 /** Enqueues one job under the platform's job contract and answers for it. */
-export async function submitJob<C extends QueueContract, N extends JobName<C>>(
+export async function submitJob<C extends QueueContract, N extends JobName<C>, R extends object = JobView>(
   c: Context<AppEnv>,
-  opts: SubmitOptions<C, N>,
-): Promise<Response> {
+  opts: SubmitOptions<C, N, R>,
+  // R comes from onCompleted only, never from what the route declares it may answer.
+): Promise<SubmissionAnswer<NoInfer<R>>> {
   const { redis, queues } = c.get("deps");
   if (redis.status !== "ready") throw serviceUnavailable("Redis");
   const queueName = opts.contract.name;
@@ -247,13 +258,13 @@ export async function submitJob<C extends QueueContract, N extends JobName<C>>(
   return answer(c, queueName, job.id ?? "", job, opts);
 }
 
-async function answer(
+async function answer<R extends object>(
   c: Context<AppEnv>,
   queueName: QueueName,
   id: string,
   job: Job | undefined,
-  opts: { onCompleted?: (view: JobView) => unknown },
-): Promise<Response> {
+  opts: { onCompleted?: (view: JobView) => R },
+): Promise<SubmissionAnswer<R>> {
   const wait = preferWait(c.req.header("Prefer"));
   if (wait !== undefined && job) {
     const finished = await waitForJob(c, queueName, job, wait);
@@ -261,8 +272,7 @@ async function answer(
       c.header("Preference-Applied", `wait=${wait}`);
       const view = await jobView(queueName, finished);
       c.header("Content-Location", statusUrl(queueName, id));
-      if (view.state === "completed" && opts.onCompleted)
-        return c.json(opts.onCompleted(view) as object, 200);
+      if (view.state === "completed" && opts.onCompleted) return c.json(opts.onCompleted(view), 200);
       return c.json(view, 200);
     }
   }

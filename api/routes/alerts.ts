@@ -159,12 +159,11 @@ export const alertsRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationHoo
 alertsRoutes.use("/v1/alerts/events", ingestAuth);
 
 alertsRoutes
-  // submitJob answers 202 or (Prefer: wait) 200 itself; its Response is not typed per route.
   .openapi(postEvent, async (c) => {
     const event = c.req.valid("json");
     // Idempotency-Key and Prefer: wait are about a job of one's own: the job contract's path.
     if (c.req.header("Idempotency-Key") !== undefined || c.req.header("Prefer") !== undefined)
-      return submitJob(c, { contract: alertIngestionQueue, name: "alerts.ingest", payload: event }) as never;
+      return submitJob(c, { contract: alertIngestionQueue, name: "alerts.ingest", payload: event });
     if (c.get("deps").redis.status !== "ready") throw serviceUnavailable("Redis");
     const jobId = await c.get("services").alerts.submit(event);
     return accepted(c, alertIngestionQueue.name, jobId);

@@ -5,11 +5,18 @@ import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
+import { jsonText } from "../../http/json-text.js";
 import { AppError } from "../../lib/errors.js";
 import { exceedsJsonDepth } from "../../lib/json-depth.js";
 import { encryptionQueue, SECRET_ID_MAX } from "../../queues/encryption.js";
 import { submitJob } from "../job-submission.js";
-import { errorResponses, jobAcceptedSchema, jobSubmissionHeaders, validationHook } from "../openapi.js";
+import {
+  errorResponses,
+  jobSubmissionHeaders,
+  jobSubmissionResponses,
+  jobViewSchema,
+  validationHook,
+} from "../openapi.js";
 
 export const SECRETS_PATH = "/v1/secrets";
 
@@ -98,6 +105,8 @@ const retrieveBody = z
 
 const secretSchema = z.object({ id: z.string(), value: z.unknown() }).openapi("Secret");
 
+const secretStoredSchema = z.object({ id: z.string(), stored: z.literal(true) }).openapi("SecretStored");
+
 const storeRoute = createRoute({
   method: "post",
   path: SECRETS_PATH,
@@ -111,17 +120,11 @@ const storeRoute = createRoute({
     body: { required: true, content: { "application/json": { schema: storeBody } } },
   },
   responses: {
-    202: {
-      description: "Accepted; see Location for the job",
-      content: { "application/json": { schema: jobAcceptedSchema } },
-    },
+    ...jobSubmissionResponses,
     200: {
-      description: "Stored (Prefer: wait)",
-      content: {
-        "application/json": {
-          schema: z.object({ id: z.string(), stored: z.literal(true) }).openapi("SecretStored"),
-        },
-      },
+      description:
+        "Finished in time (Prefer: wait): `{id, stored: true}` once stored, or the job when it failed",
+      content: { "application/json": { schema: z.union([secretStoredSchema, jobViewSchema]) } },
     },
     ...errorResponses(400, 413, 415),
   },
@@ -177,14 +180,13 @@ secretsRoutes
   .openapi(storeRoute, async (c) => {
     const { id, encryption_key: key, value } = c.req.valid("json");
     const payload = await c.get("services").secrets.sealStore({ id, key, value });
-    // submitJob answers 202 or (Prefer: wait) 200 itself; its Response is not typed per route.
     return submitJob(c, {
       contract: encryptionQueue,
       name: "secrets.store",
       payload,
       // The job's own result ({ id, stored: true }): a replay answers for the first request's job.
-      onCompleted: (view) => view.result,
-    }) as never;
+      onCompleted: (view) => secretStoredSchema.parse(view.result),
+    });
   })
   .openapi(retrieveRoute, async (c) => {
     const body = c.req.valid("json");
@@ -203,6 +205,5 @@ secretsRoutes
     });
     // base64: safe in a header as it is.
     if (found.nextAfter !== undefined) c.header("X-Next-After", found.nextAfter);
-    c.header("Content-Type", "application/json; charset=UTF-8");
-    return c.body(found.json, 200) as never;
+    return jsonText<z.infer<typeof secretSchema>[], 200>(c, found.json, 200);
   });
