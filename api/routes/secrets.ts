@@ -1,9 +1,9 @@
 // Secrets: HTTP around the secrets domain (domains/secrets/). Stores are sealed and enqueued on
 // `encryption` (the worker derives the key and writes); retrieval decrypts in the API.
-import { getConnInfo } from "@hono/node-server/conninfo";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Context, MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
 import { AppError } from "../../lib/errors.js";
 import { encryptionQueue, SECRET_ID_MAX } from "../../queues/encryption.js";
@@ -130,16 +130,6 @@ const retrieveRoute = createRoute({
     ...errorResponses(400, 413, 415, 429),
   },
 });
-
-/** The peer's address. Proxies are not trusted: behind one, every client shares its address. */
-function clientAddress(c: Context<AppEnv>): string {
-  try {
-    return getConnInfo(c).remote.address ?? "unknown";
-  } catch {
-    // app.request() in tests has no socket.
-    return "unknown";
-  }
-}
 
 // ---- Routes -------------------------------------------------------------------------------------
 
