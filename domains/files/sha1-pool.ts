@@ -65,8 +65,11 @@ export interface Sha1Session {
 }
 
 export interface Sha1Pool {
-  /** A buffer of `size` bytes backed by shared memory, for a chunk that will be hashed; see releaseBuffer. */
-  acquireBuffer(size: number): Buffer;
+  /**
+   * A buffer of `size` bytes backed by shared memory, for a chunk that will be hashed; see
+   * releaseBuffer. It may be an idle one of up to `atMost` bytes (default twice `size`).
+   */
+  acquireBuffer(size: number, atMost?: number): Buffer;
   /** Gives a buffer from acquireBuffer back, once nothing (a write, a hash) reads it any more. */
   releaseBuffer(buffer: Buffer): void;
   /** A hashing session on one thread; `whole` keeps the running whole-file SHA-1 too. */
@@ -133,9 +136,9 @@ export function createSha1Pool(opts: { keepIdleBytes: number; threads?: number }
   }
 
   return {
-    acquireBuffer(size) {
-      // Any idle buffer that fits without wasting more than half of it.
-      const at = idle.findIndex((b) => b.byteLength >= size && b.byteLength <= size * 2);
+    acquireBuffer(size, atMost = size * 2) {
+      // Any idle buffer that fits without wasting more than half of it (or more than allowed).
+      const at = idle.findIndex((b) => b.byteLength >= size && b.byteLength <= atMost);
       if (at >= 0) {
         const shared = idle.splice(at, 1)[0] as SharedArrayBuffer;
         idleBytes -= shared.byteLength;
