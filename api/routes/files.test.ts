@@ -1105,6 +1105,39 @@ describe("idle transfers (FILE_IDLE_TIMEOUT_MS 300)", () => {
     expect(received).toBeLessThan(STALL_FILE_BYTES);
   });
 
+  it("does not take a download queued behind a slow answer on its connection (pipelining) for an idle one", async () => {
+    const small = uniqueName("queued");
+    const bytes = randomBytes(MIB);
+    await store(idle, small, bytes);
+    // The first answer takes a second (a verification waited for, with no worker running), far
+    // past the idle timeout; the download behind it waits its turn meanwhile, then goes out whole.
+    const received = await new Promise<Buffer>((resolve, reject) => {
+      const socket = net.connect(served.port, "127.0.0.1", () => {
+        socket.write(
+          `POST ${path(small)}/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nPrefer: wait=1\r\nContent-Length: 0\r\n\r\n` +
+            `GET ${path(small)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+        );
+      });
+      let all = Buffer.alloc(0);
+      /** Where the download's body starts, once its head is in. */
+      const bodyAt = () => {
+        const head = all.indexOf("HTTP/1.1 200");
+        return head < 0 ? -1 : all.indexOf("\r\n\r\n", head) + 4;
+      };
+      socket.on("data", (d: Buffer) => {
+        all = Buffer.concat([all, d]);
+        const at = bodyAt();
+        if (at >= 4 && all.length - at >= bytes.length) socket.end();
+      });
+      socket.on("close", () => resolve(all));
+      socket.on("error", reject);
+    });
+    expect(received.subarray(0, 12).toString()).toBe("HTTP/1.1 202");
+    const head = received.indexOf("HTTP/1.1 200");
+    expect(head).toBeGreaterThan(0);
+    expect(received.subarray(received.indexOf("\r\n\r\n", head) + 4).equals(bytes)).toBe(true);
+  });
+
   it("errors the web stream of a download nobody pulls, and gives its buffers back", async () => {
     const res = await idle.app.request(path(name));
     expect(res.status).toBe(200);

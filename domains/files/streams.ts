@@ -284,24 +284,33 @@ class ClientStalled extends Error {
 
 /**
  * Resolves once the socket has taken `bytes` (so they may be reused); rejects if the connection
- * closes first, or, destroying it, if the socket takes none of them for `idleMs`. A write may
- * never call back when the connection closes: not when the socket was destroyed mid-write, nor
- * when this response still waited behind an earlier one on the connection (HTTP pipelining,
- * where the response itself never closes). Once the connection is closed, nothing reads `bytes`.
+ * closes first, or, destroying it, if the socket takes none of them for `idleMs` while this
+ * response is the one it sends. A write may never call back when the connection closes: not
+ * when the socket was destroyed mid-write, nor when this response still waited behind an earlier
+ * one on the connection (HTTP pipelining, where the response itself never closes). Once the
+ * connection is closed, nothing reads `bytes`.
  */
 function writeAndWait(out: ServerResponse, connection: Socket, bytes: Buffer, idleMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const gone = () => reject(new Error("the client went away"));
     if (connection.closed) return gone();
-    const stalled = setTimeout(() => {
-      // Destroyed before the rejection lets the caller reuse `bytes`.
-      out.destroy();
-      reject(new ClientStalled(`the client took no byte for ${idleMs} ms (FILE_IDLE_TIMEOUT_MS)`));
-    }, idleMs);
+    let stalled: NodeJS.Timeout | undefined;
+    // A response queued behind another on its connection is not idle: it waits its turn (and
+    // the one ahead has its own deadline).
+    const watch = () => {
+      stalled = setTimeout(() => {
+        // Destroyed before the rejection lets the caller reuse `bytes`.
+        out.destroy();
+        reject(new ClientStalled(`the client took no byte for ${idleMs} ms (FILE_IDLE_TIMEOUT_MS)`));
+      }, idleMs);
+    };
+    if (out.socket) watch();
+    else out.once("socket", watch);
     out.once("close", gone);
     connection.once("close", gone);
     out.write(bytes, (err) => {
       clearTimeout(stalled);
+      out.off("socket", watch);
       out.off("close", gone);
       connection.off("close", gone);
       if (err) reject(err);
