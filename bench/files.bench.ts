@@ -8,6 +8,10 @@
 // each way, the verification's MB/s, the API's peak RSS against the budget
 // chunkSize × (parallelism + 2) + 150 MB, and ratios to the ceiling.
 //
+// With --idle-downloads N it then opens N downloads of that file from N client addresses
+// (127.0.x.y) that read nothing, and prints how many the API admitted (200) or refused (503:
+// FILE_MEMORY_BUDGET_BYTES; 429), and its RSS before, while they hang and after they leave.
+//
 // The file's bytes are generated on the fly (a random template, stamped with the piece number),
 // never held whole in memory nor written to disk. Every key is deleted at the end, also on Ctrl-C.
 // Prints figures only; the exit status is nonzero when the round trip did not return the bytes sent.
@@ -15,6 +19,7 @@ import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -24,6 +29,7 @@ import {
   type Child,
   CLOCK_TICKS,
   cleanup,
+  cleanups,
   cpuProfArgs,
   fmt,
   freePort,
@@ -36,6 +42,7 @@ import {
   redisDeletingKeysAtCleanup,
   redisServerPid,
   removeLogsAtCleanup,
+  sleep,
   startChild,
   TSX_WITH_PARENT_GUARD,
   waitFor,
@@ -55,6 +62,8 @@ const { values: args } = parseArgs({
     "cpu-prof": { type: "string" },
     "mem-trace": { type: "string" },
     "api-node-options": { type: "string" },
+    "idle-downloads": { type: "string", default: "0" },
+    "memory-budget-mib": { type: "string" },
     tsx: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
@@ -74,6 +83,9 @@ if (args.help) {
                     line {"at","phase"} as each phase starts
   --api-node-options=FLAGS  extra node flags for the API, e.g. --api-node-options=--trace-gc
                     (its output goes to the API log: add --keep-logs)
+  --idle-downloads N  then open N downloads of the file that never read (each from an address
+                    of its own) and print the API's RSS before, during and after (default 0: skip)
+  --memory-budget-mib N  FILE_MEMORY_BUDGET_BYTES of the API in MiB (default: the API's, 256)
   --tsx             run the API and worker from TypeScript through tsx (as \`npm run start:api\`)
                     instead of compiled as in production (the Dockerfile's \`node dist/…\`);
                     tsx adds ~40 MB to the RSS
@@ -92,6 +104,11 @@ const opts = {
   cpuProf: args["cpu-prof"] === undefined ? undefined : path.resolve(args["cpu-prof"]),
   memTrace: args["mem-trace"] === undefined ? undefined : path.resolve(args["mem-trace"]),
   apiNodeOptions: (args["api-node-options"] ?? "").split(/\s+/).filter(Boolean),
+  idleDownloads: intArg("idle-downloads", args["idle-downloads"], 0),
+  memoryBudget:
+    args["memory-budget-mib"] === undefined
+      ? undefined
+      : intArg("memory-budget-mib", args["memory-budget-mib"], 1) * MIB,
   tsx: args.tsx ?? false,
 };
 
@@ -173,11 +190,13 @@ setInterval(() => {
 
 /**
  * The API and worker compiled as the Dockerfile builds them (tsc -p tsconfig.build.json), into a
- * cache folder inside node_modules so that their imports resolve; returns the folder.
+ * cache folder inside node_modules so that their imports resolve; returns the folder. One folder
+ * per run, removed at the end: node_modules may be shared with other checkouts running this too.
  */
 function compile(): string {
-  const outDir = path.join(ROOT, "node_modules/.cache/conveyor-bench-dist");
+  const outDir = path.join(ROOT, `node_modules/.cache/conveyor-bench-dist-${process.pid}`);
   rmSync(outDir, { recursive: true, force: true });
+  cleanups.push({ name: "compiled API", run: async () => rmSync(outDir, { recursive: true, force: true }) });
   note("compiling the API and worker (tsc -p tsconfig.build.json)");
   spawnSync(
     process.execPath,
@@ -319,6 +338,65 @@ function download(port: number, name: string, hash: boolean) {
   );
 }
 
+/**
+ * A GET of `name` from `localAddress` (any 127.x.y.z: a client address of its own) that reads the
+ * answer's first bytes and then nothing: its socket paused, the API's writes back up.
+ */
+function idleDownload(port: number, name: string, localAddress: string) {
+  return new Promise<{ status: number; socket: net.Socket }>((resolve, reject) => {
+    const socket = net.connect({ port, host: "127.0.0.1", localAddress });
+    socket.on("error", reject);
+    socket.once("connect", () =>
+      socket.write(`GET /v1/files/${encodeURIComponent(name)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
+    );
+    socket.once("data", (first: Buffer) => {
+      socket.pause();
+      // "HTTP/1.1 200 …"
+      resolve({ status: Number(first.toString("latin1", 9, 12)), socket });
+    });
+  });
+}
+
+/**
+ * --idle-downloads: opens that many idle downloads of `name` at once, then closes them; the API's
+ * RSS before, while they hang (and its sampled peak), and 2 s and 15 s after they left.
+ */
+async function idleDownloads(port: number, name: string, apiPid: number) {
+  const before = memoryOf(apiPid).rss;
+  let peak = before;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, memoryOf(apiPid).rss);
+  }, 20);
+  try {
+    const clients = await Promise.all(
+      Array.from({ length: opts.idleDownloads }, (_, i) =>
+        idleDownload(port, name, `127.0.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`),
+      ),
+    );
+    // Every one has its answer by now; give the admitted ones a moment to fill their sockets.
+    await sleep(1000);
+    const during = memoryOf(apiPid).rss;
+    for (const c of clients) c.socket.destroy();
+    await sleep(2000);
+    const after2s = memoryOf(apiPid).rss;
+    await sleep(13_000);
+    const after15s = memoryOf(apiPid).rss;
+    const answered = (status: number) => clients.filter((c) => c.status === status).length;
+    return {
+      ok: answered(200),
+      busy: answered(503),
+      limited: answered(429),
+      before,
+      during,
+      peak,
+      after2s,
+      after15s,
+    };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
 async function json<T>(url: string, init?: RequestInit): Promise<T> {
   return (await (await fetch(url, init)).json()) as T;
 }
@@ -393,6 +471,7 @@ async function main(): Promise<number> {
     FILE_PARALLELISM: String(opts.parallelism),
     FILE_TTL_SECONDS: "3600",
     FILE_MAX_BYTES: String(Math.max(opts.size, 8 * 1024 * MIB)),
+    ...(opts.memoryBudget === undefined ? {} : { FILE_MEMORY_BUDGET_BYTES: String(opts.memoryBudget) }),
     // Settings the API insists on for its other routes; nothing here uses them.
     JOB_SEAL_KEY: randomBytes(32).toString("base64"),
     SECRETS_KDF_SALT: randomBytes(16).toString("hex"),
@@ -471,6 +550,12 @@ async function main(): Promise<number> {
   const check = await phase(pids, () => download(port, name, true));
   const checkMs = check.ms;
   const memory = memoryOf(api.pid);
+  let hung: Awaited<ReturnType<typeof idleDownloads>> | undefined;
+  if (opts.idleDownloads > 0) {
+    note(`${opts.idleDownloads} idle downloads`);
+    markPhase("idle downloads");
+    hung = await idleDownloads(port, name, api.pid);
+  }
   markPhase("end");
   await fetch(`${base}/v1/files/${encodeURIComponent(name)}`, { method: "DELETE" });
 
@@ -542,6 +627,24 @@ async function main(): Promise<number> {
     `API peak RSS budget: chunkSize × (parallelism + 2) + 150 MB = ${fmt(budget / MB)} MB  ` +
       `${mark(memory.peak < budget)} (VmHWM ${fmt((memory.peak / budget) * 100)}% of it)`,
   );
+  if (hung) {
+    // The API's own figure: FILE_MEMORY_BUDGET_BYTES (256 MiB by default), never below one transfer's buffers.
+    const memoryBudget = Math.max(opts.memoryBudget ?? 256 * MIB, opts.chunkSize * (opts.parallelism + 1));
+    out();
+    out(
+      `idle downloads: ${opts.idleDownloads} clients that never read, one address each: ${hung.ok} answered 200, ` +
+        `${hung.busy} 503 (memory budget), ${hung.limited} 429`,
+    );
+    out(
+      `API RSS: before ${fmt(hung.before / MB)} MB; while they hang ${fmt(hung.during / MB)} MB ` +
+        `(sampled peak ${fmt(hung.peak / MB)} MB, +${fmt((hung.peak - hung.before) / MB)} MB); after they left: ` +
+        `2 s ${fmt(hung.after2s / MB)} MB, 15 s ${fmt(hung.after15s / MB)} MB`,
+    );
+    out(
+      `FILE_MEMORY_BUDGET_BYTES ${fmt(memoryBudget / MB)} MB: the growth while they hung is ` +
+        `${fmt(((hung.peak - hung.before) / memoryBudget) * 100)}% of it`,
+    );
+  }
   if (!ok) out("ROUND TRIP FAILED: the bytes that came back are not the bytes sent");
   await worker.stop();
   await api.stop();

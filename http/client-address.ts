@@ -1,4 +1,5 @@
-// The caller's address, as the per-address limits count it (secrets retrieval, operator logins).
+// The caller's address, as the limits keyed by client count it (secrets retrieval, operator logins,
+// file transfers).
 import { getConnInfo } from "@hono/node-server/conninfo";
 import type { Context } from "hono";
 

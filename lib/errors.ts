@@ -7,6 +7,8 @@ export const ERROR_CODES = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  // A request body that stopped arriving (a file upload idle past FILE_IDLE_TIMEOUT_MS).
+  REQUEST_TIMEOUT: 408,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
@@ -20,6 +22,8 @@ export const ERROR_CODES = {
   // A stored file failed its SHA-1 check (or lost a chunk): never delivered as if it were whole.
   FILE_CORRUPTED: 500,
   SERVICE_UNAVAILABLE: 503,
+  // The file store holds FILE_STORE_MAX_BYTES: an upload that would take it past that is refused.
+  STORAGE_FULL: 507,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -70,6 +70,8 @@ function request(
   opts: {
     headers?: Record<string, string | number>;
     body?: Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+    /** The client's own address (any 127.x.y.z): a client of its own for per-client limits. */
+    localAddress?: string;
   } = {},
 ): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
@@ -79,6 +81,7 @@ function request(
       method,
       path: urlPath,
       headers: opts.headers,
+      localAddress: opts.localAddress,
       agent: false,
     });
     req.on("error", reject);
@@ -962,4 +965,315 @@ describe("overwrite, concurrency and aborts (64 KiB chunks)", () => {
     expect(received.digest("hex")).toBe(sha);
     expect((await big.app.request(path(name), { method: "DELETE" })).status).toBe(204);
   }, 180_000);
+});
+
+// ------------------------------------------------------------------ memory and limits
+
+interface StalledClient {
+  status: number;
+  /** The status line and headers, as received. */
+  head: string;
+  socket: net.Socket;
+  /** Settles when the connection closes (the server ending it, say). */
+  closed: Promise<void>;
+}
+
+/**
+ * A GET whose client reads the answer's first bytes and then nothing more: its socket is paused,
+ * so once the kernel's buffers are full the server's writes wait. `localAddress` (any 127.x.y.z)
+ * makes it a client of its own.
+ */
+function stalledGet(port: number, urlPath: string, localAddress = "127.0.0.1"): Promise<StalledClient> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: "127.0.0.1", localAddress });
+    const closed = new Promise<void>((done) => socket.once("close", () => done()));
+    socket.on("error", () => {});
+    socket.once("connect", () => socket.write(`GET ${urlPath} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+    socket.once("data", (first: Buffer) => {
+      socket.pause();
+      const head = first.toString("latin1").split("\r\n\r\n")[0] ?? "";
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), head, socket, closed });
+    });
+    void closed.then(() => reject(new Error("closed before any answer")));
+  });
+}
+
+/** Big enough that a client that stops reading stalls the server long before the end (kernel buffers take ~10 MB). */
+const STALL_FILE_BYTES = 32 * MIB;
+
+describe("memory budget and per-client limit (64 KiB chunks, parallelism 2)", () => {
+  const chunk = 64 * KIB;
+  let lim: TestContext;
+  let served: ServedApp;
+  const name = uniqueName("stall");
+  let bytes: Buffer;
+  const memory = () => lim.deps.services.files.memory;
+  const leasesOf = (file: string) => lim.deps.fileStore.zcard(storeOf(lim).keys.leases(file));
+  beforeAll(async () => {
+    lim = await createTestContext({
+      FILE_CHUNK_SIZE: String(chunk),
+      FILE_PARALLELISM: "2",
+      // Eight chunk buffers: a transfer holds one to three.
+      FILE_MEMORY_BUDGET_BYTES: String(8 * chunk),
+      FILE_MAX_TRANSFERS_PER_CLIENT: "2",
+      FILE_IDLE_TIMEOUT_MS: "60000",
+    });
+    served = await serveApp(lim.app);
+    bytes = randomBytes(STALL_FILE_BYTES);
+    await store(lim, name, bytes);
+  });
+  afterAll(async () => {
+    await served.close();
+    await dropKeys(lim);
+    await lim.close();
+  });
+
+  it("keeps the chunk buffers of stalled downloads within FILE_MEMORY_BUDGET_BYTES: the excess get 503, and all comes back when they leave", async () => {
+    expect(memory().limitBytes).toBe(8 * chunk);
+    // Twelve clients of their own (the per-client limit is not what stops them), none reading.
+    const clients = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => stalledGet(served.port, path(name), `127.0.0.${10 + i}`)),
+    );
+    try {
+      const admitted = clients.filter((c) => c.status === 200);
+      const refused = clients.filter((c) => c.status === 503);
+      expect(admitted.length + refused.length).toBe(clients.length);
+      expect(admitted.length).toBeGreaterThan(0);
+      expect(refused.length).toBeGreaterThan(0);
+      for (const c of refused) {
+        expect(c.head).toMatch(/\r\nretry-after: \d+/i);
+        expect(c.head).toMatch(/application\/json/);
+      }
+      // Each download under way holds at least one buffer, and never did they all hold more than the budget.
+      expect(memory().inUseBytes).toBeGreaterThanOrEqual(admitted.length * chunk);
+      expect(memory().inUseBytes).toBeLessThanOrEqual(memory().limitBytes);
+      expect(memory().peakBytes).toBeLessThanOrEqual(memory().limitBytes);
+      expect(await leasesOf(name)).toBe(admitted.length);
+    } finally {
+      for (const c of clients) c.socket.destroy();
+    }
+    await eventually(async () => (memory().inUseBytes === 0 ? true : undefined));
+    await eventually(async () => ((await leasesOf(name)) === 0 ? true : undefined));
+    // Once they have gone, a download runs again, whole.
+    const again = await request(served.port, "GET", path(name));
+    expect(again.status).toBe(200);
+    expect(again.complete).toBe(true);
+    expect(sha1(again.body)).toBe(sha1(bytes));
+    expect(memory().inUseBytes).toBe(0);
+    expect(memory().peakBytes).toBeLessThanOrEqual(memory().limitBytes);
+  });
+
+  it("answers 429 with Retry-After past FILE_MAX_TRANSFERS_PER_CLIENT transfers of one address, uploads and downloads alike", async () => {
+    const busy = "127.0.0.2";
+    const both = await Promise.all([
+      stalledGet(served.port, path(name), busy),
+      stalledGet(served.port, path(name), busy),
+    ]);
+    try {
+      expect(both.map((c) => c.status)).toEqual([200, 200]);
+      const third = await request(served.port, "GET", path(name), { localAddress: busy });
+      expect(third.status).toBe(429);
+      expect(third.headers["retry-after"]).toMatch(/^\d+$/);
+      expect((JSON.parse(third.body.toString()) as ErrorJson).error.code).toBe("RATE_LIMITED");
+      const upload = await request(served.port, "PUT", path(uniqueName()), {
+        localAddress: busy,
+        body: [randomBytes(1000)],
+      });
+      expect(upload.status).toBe(429);
+      // A HEAD moves no chunk: not a transfer.
+      expect((await request(served.port, "HEAD", path(name), { localAddress: busy })).status).toBe(200);
+      // Another address is not held back.
+      const other = await request(served.port, "GET", path(name), {
+        localAddress: "127.0.0.3",
+        headers: { Range: "bytes=0-99" },
+      });
+      expect(other.status).toBe(206);
+      expect(other.body.equals(bytes.subarray(0, 100))).toBe(true);
+    } finally {
+      for (const c of both) c.socket.destroy();
+    }
+    // Their places come back with their connections.
+    await eventually(async () => {
+      const res = await request(served.port, "GET", path(name), {
+        localAddress: busy,
+        headers: { Range: "bytes=0-99" },
+      });
+      return res.status === 206 ? true : undefined;
+    });
+    await eventually(async () => (memory().inUseBytes === 0 ? true : undefined));
+  });
+});
+
+describe("idle transfers (FILE_IDLE_TIMEOUT_MS 300)", () => {
+  let idle: TestContext;
+  let served: ServedApp;
+  const name = uniqueName("idle");
+  const memory = () => idle.deps.services.files.memory;
+  beforeAll(async () => {
+    idle = await createTestContext({ FILE_CHUNK_SIZE: String(64 * KIB), FILE_IDLE_TIMEOUT_MS: "300" });
+    served = await serveApp(idle.app);
+    await store(idle, name, randomBytes(STALL_FILE_BYTES));
+  });
+  afterAll(async () => {
+    await served.close();
+    await dropKeys(idle);
+    await idle.close();
+  });
+
+  it("closes a download whose client stops reading, and gives its buffers and its lease back", async () => {
+    const client = await stalledGet(served.port, path(name));
+    expect(client.status).toBe(200);
+    await eventually(async () => (memory().inUseBytes === 0 ? true : undefined));
+    await eventually(async () =>
+      (await idle.deps.fileStore.zcard(storeOf(idle).keys.leases(name))) === 0 ? true : undefined,
+    );
+    expect(idle.logs.some((l) => l.includes("download stalled") && l.includes(name))).toBe(true);
+    // The server closed the connection: reading on, the client finds it ends short of the file.
+    let received = client.socket.bytesRead;
+    client.socket.on("data", () => {
+      received = client.socket.bytesRead;
+    });
+    client.socket.resume();
+    await client.closed;
+    expect(received).toBeLessThan(STALL_FILE_BYTES);
+  });
+
+  it("does not take a download queued behind a slow answer on its connection (pipelining) for an idle one", async () => {
+    const small = uniqueName("queued");
+    const bytes = randomBytes(MIB);
+    await store(idle, small, bytes);
+    // The first answer takes a second (a verification waited for, with no worker running), far
+    // past the idle timeout; the download behind it waits its turn meanwhile, then goes out whole.
+    const received = await new Promise<Buffer>((resolve, reject) => {
+      const socket = net.connect(served.port, "127.0.0.1", () => {
+        socket.write(
+          `POST ${path(small)}/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nPrefer: wait=1\r\nContent-Length: 0\r\n\r\n` +
+            `GET ${path(small)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+        );
+      });
+      let all = Buffer.alloc(0);
+      /** Where the download's body starts, once its head is in. */
+      const bodyAt = () => {
+        const head = all.indexOf("HTTP/1.1 200");
+        return head < 0 ? -1 : all.indexOf("\r\n\r\n", head) + 4;
+      };
+      socket.on("data", (d: Buffer) => {
+        all = Buffer.concat([all, d]);
+        const at = bodyAt();
+        if (at >= 4 && all.length - at >= bytes.length) socket.end();
+      });
+      socket.on("close", () => resolve(all));
+      socket.on("error", reject);
+    });
+    expect(received.subarray(0, 12).toString()).toBe("HTTP/1.1 202");
+    const head = received.indexOf("HTTP/1.1 200");
+    expect(head).toBeGreaterThan(0);
+    expect(received.subarray(received.indexOf("\r\n\r\n", head) + 4).equals(bytes)).toBe(true);
+  });
+
+  it("errors the web stream of a download nobody pulls, and gives its buffers back", async () => {
+    const res = await idle.app.request(path(name));
+    expect(res.status).toBe(200);
+    const reader = res.body?.getReader();
+    if (!reader) throw new Error("no body");
+    expect((await reader.read()).done).toBe(false);
+    await eventually(async () => (memory().inUseBytes === 0 ? true : undefined));
+    await expect(reader.read()).rejects.toThrow(/pulled nothing/);
+  });
+
+  it("aborts an upload whose client stops sending: 408 REQUEST_TIMEOUT, the connection closed, no chunk kept", async () => {
+    const before = (await keysOf(idle)).sort();
+    const upload = uniqueName("idle-upload");
+    const res = await new Promise<{ status: number; body: string; closed: Promise<void> }>(
+      (resolve, reject) => {
+        const req = http.request({
+          host: "127.0.0.1",
+          port: served.port,
+          method: "PUT",
+          path: path(upload),
+          headers: { "transfer-encoding": "chunked" },
+          agent: false,
+        });
+        req.on("error", () => {});
+        // Two chunks and a bit, then nothing, and the request never ends.
+        req.write(randomBytes(150 * KIB));
+        req.on("response", (answer) => {
+          const closed = new Promise<void>((done) => answer.socket.once("close", () => done()));
+          let body = "";
+          answer.setEncoding("utf8").on("data", (d: string) => {
+            body += d;
+          });
+          answer.on("end", () => resolve({ status: answer.statusCode ?? 0, body, closed }));
+          answer.on("error", reject);
+        });
+      },
+    );
+    expect(res.status).toBe(408);
+    expect((JSON.parse(res.body) as ErrorJson).error.code).toBe("REQUEST_TIMEOUT");
+    await res.closed;
+    expect((await keysOf(idle)).sort()).toEqual(before);
+    expect(memory().inUseBytes).toBe(0);
+    expect((await idle.app.request(path(upload))).status).toBe(404);
+    expect(idle.logs.some((l) => l.includes("upload abandoned") && l.includes(upload))).toBe(true);
+  });
+});
+
+describe("FILE_STORE_MAX_BYTES (1 MiB)", () => {
+  let quota: TestContext;
+  let served: ServedApp;
+  const stored = () => quota.deps.services.files.storedBytes();
+  beforeAll(async () => {
+    quota = await createTestContext({ FILE_CHUNK_SIZE: String(64 * KIB), FILE_STORE_MAX_BYTES: String(MIB) });
+    served = await serveApp(quota.app);
+  });
+  afterAll(async () => {
+    await served.close();
+    await dropKeys(quota);
+    await quota.close();
+  });
+
+  const expectStorageFull = (status: number, body: string | Buffer) => {
+    expect(status).toBe(507);
+    const json = JSON.parse(body.toString()) as ErrorJson;
+    expect(json.error.code).toBe("STORAGE_FULL");
+    expect(json.error.details).toMatchObject({ maxBytes: MIB });
+  };
+
+  it("refuses an upload that would take the store past it with 507 STORAGE_FULL, and counts what is deleted or replaced", async () => {
+    const a = uniqueName("quota-a");
+    const b = uniqueName("quota-b");
+    await store(quota, a, randomBytes(600 * KIB));
+    expect(await stored()).toBe(600 * KIB);
+
+    // Declared too large for the room left: refused before a byte is read.
+    const declared = await request(served.port, "PUT", path(uniqueName()), {
+      headers: { "content-length": 500 * KIB },
+    });
+    expectStorageFull(declared.status, declared.body);
+
+    await store(quota, b, randomBytes(300 * KIB));
+    expect(await stored()).toBe(900 * KIB);
+
+    // A chunked upload that grows past it: refused on the way, nothing kept, nothing counted.
+    const keys = (await keysOf(quota)).sort();
+    const grown = uniqueName("quota-grown");
+    const chunked = await request(served.port, "PUT", path(grown), {
+      headers: { "transfer-encoding": "chunked" },
+      body: randomStream(200 * KIB, 16 * KIB, createHash("sha1")),
+    });
+    expectStorageFull(chunked.status, chunked.body);
+    expect((await quota.app.request(path(grown))).status).toBe(404);
+    expect((await keysOf(quota)).sort()).toEqual(keys);
+    expect(await stored()).toBe(900 * KIB);
+
+    // Replacing a file counts the new bytes instead of the old; deleting one frees its bytes.
+    await store(quota, a, randomBytes(100 * KIB));
+    expect(await stored()).toBe(400 * KIB);
+    // Up to the limit exactly, and not a byte more.
+    expect((await put(quota, uniqueName(), randomBytes(624 * KIB))).status).toBe(201);
+    expect(await stored()).toBe(MIB);
+    expect((await put(quota, uniqueName(), randomBytes(1))).status).toBe(507);
+    expect((await quota.app.request(path(b), { method: "DELETE" })).status).toBe(204);
+    expect(await stored()).toBe(MIB - 300 * KIB);
+  });
 });

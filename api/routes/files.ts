@@ -7,6 +7,7 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { type FileManifest, fileNameProblem } from "../../domains/files/store.js";
+import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
 import { AppError, serviceUnavailable } from "../../lib/errors.js";
 import { chunkHashingQueue } from "../../queues/chunk-hashing.js";
@@ -88,7 +89,20 @@ const fileErrors = {
   ...errorResponses(400, 404, 413),
   416: errorResponse("Range outside the file"),
   422: errorResponse("Empty body, or the bytes do not match X-Checksum-SHA1 (EMPTY_BODY, CHECKSUM_MISMATCH)"),
+  429: errorResponse(
+    "RATE_LIMITED: this client runs FILE_MAX_TRANSFERS_PER_CLIENT transfers already; see Retry-After",
+  ),
   500: errorResponse("FILE_CORRUPTED: the file failed verification (known before the first byte)"),
+  503: errorResponse(
+    "The file store or Redis is unavailable, or the server's memory budget for transfers is in use " +
+      "(FILE_MEMORY_BUDGET_BYTES); see Retry-After",
+  ),
+};
+
+const uploadErrors = {
+  ...fileErrors,
+  408: errorResponse("REQUEST_TIMEOUT: the body sent no byte for FILE_IDLE_TIMEOUT_MS; nothing stored"),
+  507: errorResponse("STORAGE_FULL: the file store holds FILE_STORE_MAX_BYTES; nothing stored"),
 };
 
 const downloadResponses = {
@@ -126,7 +140,7 @@ const putRoute = createRoute({
   request: { params: z.object({ name: fileName }), headers: uploadHeaders, body: uploadBody },
   responses: {
     201: { description: "Stored", content: { "application/json": { schema: storedSchema } } },
-    ...fileErrors,
+    ...uploadErrors,
   },
 });
 
@@ -185,7 +199,7 @@ const legacyUploadRoute = createRoute({
       description: "Stored",
       content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } },
     },
-    ...fileErrors,
+    ...uploadErrors,
   },
 });
 
@@ -217,14 +231,22 @@ async function upload(c: Context<AppEnv>, name: string) {
   // body starts it reading the same socket.
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
   const web = incoming ? undefined : c.req.raw.body;
-  const { manifest, verificationJobId: id } = await files.upload(name, incoming ?? web ?? null, {
-    expectedSha1: checksum?.toLowerCase(),
-    declaredLength: declared === undefined || declared === "" ? undefined : Number(declared),
-    cancel: () => {
-      web?.cancel().catch(() => {});
-    },
-    log: c.get("log"),
-  });
+  const { manifest, verificationJobId: id } = await files
+    .upload(name, incoming ?? web ?? null, {
+      expectedSha1: checksum?.toLowerCase(),
+      declaredLength: declared === undefined || declared === "" ? undefined : Number(declared),
+      cancel: () => {
+        web?.cancel().catch(() => {});
+      },
+      client: clientAddress(c),
+      log: c.get("log"),
+    })
+    .catch((err: unknown) => {
+      // The rest of an idle body would never come: the connection closes after the answer,
+      // rather than wait for it.
+      if (err instanceof AppError && err.code === "REQUEST_TIMEOUT") c.header("Connection", "close");
+      throw err;
+    });
   return {
     manifest,
     verification: { queue: chunkHashingQueue.name, id, statusUrl: statusUrl("chunk-hashing", id) },
@@ -236,6 +258,7 @@ async function download(c: Context<AppEnv>, name: string): Promise<Response> {
     head: c.req.method === "HEAD",
     range: c.req.header("Range"),
     ifRange: c.req.header("If-Range"),
+    client: clientAddress(c),
     log: c.get("log"),
   });
   const node = c.env as Partial<HttpBindings> | undefined;
@@ -316,7 +339,7 @@ filesRoutes
       contract: chunkHashingQueue,
       name: "files.verify",
       payload: { name, version: manifest.version },
-    }) as never;
+    });
   })
   .openapi(legacyUploadRoute, async (c) => {
     await upload(c, c.req.valid("param").fileName);

@@ -1,13 +1,16 @@
 // The files domain: a temporary in-memory file store. Uploads and downloads stream through the
 // API in chunks (streams.ts), each chunk hashed on the pool's threads (sha1-pool.ts) and read back
 // by a reader of its own (chunk-reader.ts); `files.verify` jobs check a stored version at rest.
-import { PermanentError, serviceUnavailable } from "../../lib/errors.js";
+// The service also decides which transfers may start: at most FILE_MAX_TRANSFERS_PER_CLIENT per
+// client address, and only with chunk buffers from the process's memory budget (memory-budget.ts).
+import { AppError, PermanentError, serviceUnavailable } from "../../lib/errors.js";
 import type { Logger } from "../../lib/logger.js";
 import { chunkHashingQueue } from "../../queues/chunk-hashing.js";
 import { enqueue } from "../../queues/contract.js";
 import type { Connections } from "../connections.js";
 import { createChunkReader } from "./chunk-reader.js";
-import type { FilesConfig } from "./config.js";
+import { type FilesConfig, memoryBudgetBytes } from "./config.js";
+import { createMemoryBudget, type TransferBuffers } from "./memory-budget.js";
 import { createSha1Pool } from "./sha1-pool.js";
 import {
   createFileStore,
@@ -16,10 +19,17 @@ import {
   fileKeyPrefix,
   readCheckedChunks,
 } from "./store.js";
-import { openDownload, receiveUpload, type UploadOptions } from "./streams.js";
+import { openDownload, receiveUpload, type Transfer, type UploadOptions } from "./streams.js";
 
 // Progress is one Redis write per update: a file of 50,000 small chunks needs no 50,000.
 const PROGRESS_EVERY_MS = 250;
+/**
+ * How long a transfer may wait for its first chunk buffer before it answers 503: long enough for
+ * the transfers under way to hand one on, short enough not to hold a request that cannot start.
+ */
+const BUFFER_WAIT_MS = 2_000;
+/** Retry-After of a transfer refused for being one too many (429) or finding no buffer (503). */
+const BUSY_RETRY_AFTER_SECONDS = 2;
 // While it first connects, commands wait in the offline queue; once lost, answer 503 at once.
 const STORE_DOWN = new Set(["reconnecting", "close", "end"]);
 
@@ -46,8 +56,39 @@ export const fileStoreSettings = (c: FilesConfig): FileStoreSettings => ({
   parallelism: c.FILE_PARALLELISM,
   ttlSeconds: c.FILE_TTL_SECONDS,
   maxBytes: c.FILE_MAX_BYTES,
+  storeMaxBytes: c.FILE_STORE_MAX_BYTES,
+  idleTimeoutMs: c.FILE_IDLE_TIMEOUT_MS,
   leaseMs: 60_000,
 });
+
+/**
+ * Transfers under way per client address, in this process only (so the limit is per replica):
+ * enter() gives a place back, or throws 429 when `max` are already running.
+ */
+function createClientLimit(max: number) {
+  const running = new Map<string, number>();
+  return {
+    enter(client: string): () => void {
+      const count = running.get(client) ?? 0;
+      if (count >= max)
+        throw new AppError(
+          "RATE_LIMITED",
+          `this client already runs ${max} file transfers (FILE_MAX_TRANSFERS_PER_CLIENT); retry when one has ended`,
+          undefined,
+          BUSY_RETRY_AFTER_SECONDS,
+        );
+      running.set(client, count + 1);
+      let left = false;
+      return () => {
+        if (left) return;
+        left = true;
+        const now = (running.get(client) ?? 1) - 1;
+        if (now === 0) running.delete(client);
+        else running.set(client, now);
+      };
+    },
+  };
+}
 
 export type FilesService = ReturnType<typeof createFilesService>;
 
@@ -56,9 +97,12 @@ export function createFilesService(
   { fileStore, queues }: Pick<Connections, "fileStore" | "queues">,
 ) {
   const settings = fileStoreSettings(config);
-  // A transfer holds parallelism + 1 chunk buffers: an upload's writes in flight and the chunk
-  // filling, a download's chunks read ahead and the one being sent (streams.ts).
-  const pool = createSha1Pool({ keepIdleBytes: settings.chunkSize * (settings.parallelism + 1) });
+  // A transfer holds up to parallelism + 1 chunk buffers: an upload's writes in flight and the
+  // chunk filling, a download's chunks read ahead and the one being sent (streams.ts).
+  const buffersPerTransfer = settings.parallelism + 1;
+  const pool = createSha1Pool({ keepIdleBytes: settings.chunkSize * buffersPerTransfer });
+  const budget = createMemoryBudget({ limitBytes: memoryBudgetBytes(config), pool });
+  const clients = createClientLimit(config.FILE_MAX_TRANSFERS_PER_CLIENT);
   const reader = createChunkReader(fileStore);
   const store = createFileStore({
     redis: fileStore,
@@ -74,14 +118,56 @@ export function createFilesService(
     return store;
   }
 
+  /** Chunk buffers for a transfer, or 503 when the budget frees none within BUFFER_WAIT_MS. */
+  async function openBuffers(chunkBytes: number): Promise<TransferBuffers> {
+    const buffers = await budget.open(chunkBytes, buffersPerTransfer, BUFFER_WAIT_MS);
+    if (buffers) return buffers;
+    throw new AppError(
+      "SERVICE_UNAVAILABLE",
+      "too many file transfers under way for this server's memory (FILE_MEMORY_BUDGET_BYTES); retry later",
+      undefined,
+      BUSY_RETRY_AFTER_SECONDS,
+    );
+  }
+
+  /** A transfer for `client` (its remote address): a place among its transfers, then its buffers. */
+  async function admit(client: string, chunkBytes: number): Promise<Transfer> {
+    const leave = clients.enter(client);
+    try {
+      const buffers = await openBuffers(chunkBytes);
+      return {
+        buffers,
+        end: () => {
+          buffers.close();
+          leave();
+        },
+      };
+    } catch (err) {
+      leave();
+      throw err;
+    }
+  }
+
   return {
     store,
     settings,
     available,
+    /** The chunk buffers of this process's transfers against FILE_MEMORY_BUDGET_BYTES. */
+    memory: budget as Pick<typeof budget, "limitBytes" | "inUseBytes" | "peakBytes">,
 
-    /** Streams `body` into the store under `name`, then enqueues the version's verification. */
-    async upload(name: string, body: AsyncIterable<Uint8Array> | null, opts: UploadOptions) {
-      const manifest = await receiveUpload(available(), name, body, opts);
+    /**
+     * Streams `body` into the store under `name`, then enqueues the version's verification.
+     * `client`: the caller's address, for FILE_MAX_TRANSFERS_PER_CLIENT.
+     */
+    async upload(
+      name: string,
+      body: AsyncIterable<Uint8Array> | null,
+      opts: Omit<UploadOptions, "admit"> & { client: string },
+    ) {
+      const manifest = await receiveUpload(available(), name, body, {
+        ...opts,
+        admit: (chunkBytes) => admit(opts.client, chunkBytes),
+      });
       const job = await enqueue(queues.get(chunkHashingQueue.name), chunkHashingQueue, "files.verify", {
         name,
         version: manifest.version,
@@ -89,8 +175,18 @@ export function createFilesService(
       return { manifest, verificationJobId: job.id ?? "" };
     },
 
-    openDownload: (name: string, opts: Parameters<typeof openDownload>[2]) =>
-      openDownload(available(), name, opts),
+    /** A GET or HEAD of `name`; a GET is admitted for `client` before its first byte. */
+    openDownload: (
+      name: string,
+      opts: Omit<Parameters<typeof openDownload>[2], "admit"> & { client: string },
+    ) =>
+      openDownload(available(), name, {
+        ...opts,
+        admit: (chunkBytes) => admit(opts.client, chunkBytes),
+      }),
+
+    /** Bytes of chunks counted against FILE_STORE_MAX_BYTES. */
+    storedBytes: () => available().storedBytes(),
 
     head: (name: string) => available().head(name),
     list: () => available().list(),
@@ -116,23 +212,30 @@ export function createFilesService(
       const started = performance.now();
       let problem: string | undefined;
       let lastProgress = 0;
-      // Each chunk's SHA-1 and the whole file's, hashed on a worker thread as chunks arrive.
-      for await (const chunk of readCheckedChunks(store, manifest, {
-        from: 0,
-        to: manifest.chunks - 1,
-        whole: true,
-        parallelism: settings.parallelism,
-      })) {
-        // Checked is all this needs: the bytes go back to the pool at once.
-        chunk.release();
-        const { index } = chunk;
-        problem = chunk.problem;
-        if (problem) break;
-        const now = performance.now();
-        if (now - lastProgress >= PROGRESS_EVERY_MS || index === manifest.chunks - 1) {
-          lastProgress = now;
-          await opts.progress({ chunksDone: index + 1, chunks: manifest.chunks });
+      // A 503 here fails the attempt, which is retried later.
+      const buffers = await openBuffers(manifest.chunkSize);
+      try {
+        // Each chunk's SHA-1 and the whole file's, hashed on a worker thread as chunks arrive.
+        for await (const chunk of readCheckedChunks(store, manifest, {
+          from: 0,
+          to: manifest.chunks - 1,
+          whole: true,
+          parallelism: settings.parallelism,
+          buffers,
+        })) {
+          // Checked is all this needs: the bytes go back to the pool at once.
+          chunk.release();
+          const { index } = chunk;
+          problem = chunk.problem;
+          if (problem) break;
+          const now = performance.now();
+          if (now - lastProgress >= PROGRESS_EVERY_MS || index === manifest.chunks - 1) {
+            lastProgress = now;
+            await opts.progress({ chunksDone: index + 1, chunks: manifest.chunks });
+          }
         }
+      } finally {
+        buffers.close();
       }
       if (problem) {
         // A chunk that vanished because the name was overwritten or deleted is not damage.

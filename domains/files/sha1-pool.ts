@@ -9,7 +9,15 @@
 //
 // A session hashes one file's chunks in order on one thread: each chunk's SHA-1, and the whole
 // file's running SHA-1 for finish().
+//
+// Dropped buffers need a nudge to be freed. V8 does not count a SharedArrayBuffer as any
+// isolate's memory, so none collects garbage for them: a dropped buffer stays allocated until
+// both this thread and every hashing thread that saw it happen to collect, which an idle API and
+// a hashing thread (a few bytes of garbage per chunk) may not do for hours. So a moment after the
+// pool drops buffers it asks for a collection, here and on each hashing thread.
 import { availableParallelism } from "node:os";
+import v8 from "node:v8";
+import vm from "node:vm";
 import { Worker } from "node:worker_threads";
 
 // Plain CommonJS run with eval: no loader or build step, so it runs the same under tsx, vitest
@@ -17,6 +25,8 @@ import { Worker } from "node:worker_threads";
 const THREAD_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 const { createHash } = require("node:crypto");
+require("node:v8").setFlagsFromString("--expose-gc");
+const collectGarbage = require("node:vm").runInNewContext("gc");
 // session -> the whole file's running SHA-1 (sessions that keep one)
 const sessions = new Map();
 parentPort.on("message", (m) => {
@@ -34,12 +44,28 @@ parentPort.on("message", (m) => {
       parentPort.postMessage({ id: m.id, digest: whole.digest("hex") });
     } else if (m.op === "drop") {
       sessions.delete(m.session);
+    } else if (m.op === "collect") {
+      collectGarbage();
     }
   } catch (err) {
     parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) });
   }
 });
 `;
+
+/** How long after dropping buffers the pool asks for them to be collected: one collection per burst. */
+const COLLECT_AFTER_DROP_MS = 1000;
+
+type GarbageCollector = (opts: { type: "major"; execution: "async" }) => Promise<void>;
+
+/**
+ * This thread's garbage collector, as `node --expose-gc` would give it: the flag only adds a `gc`
+ * function to contexts created after it is set, which it does not otherwise change.
+ */
+function garbageCollector(): GarbageCollector {
+  v8.setFlagsFromString("--expose-gc");
+  return vm.runInNewContext("gc") as GarbageCollector;
+}
 
 interface Reply {
   id: number;
@@ -65,8 +91,11 @@ export interface Sha1Session {
 }
 
 export interface Sha1Pool {
-  /** A buffer of `size` bytes backed by shared memory, for a chunk that will be hashed; see releaseBuffer. */
-  acquireBuffer(size: number): Buffer;
+  /**
+   * A buffer of `size` bytes backed by shared memory, for a chunk that will be hashed; see
+   * releaseBuffer. It may be an idle one of up to `atMost` bytes (default twice `size`).
+   */
+  acquireBuffer(size: number, atMost?: number): Buffer;
   /** Gives a buffer from acquireBuffer back, once nothing (a write, a hash) reads it any more. */
   releaseBuffer(buffer: Buffer): void;
   /** A hashing session on one thread; `whole` keeps the running whole-file SHA-1 too. */
@@ -91,6 +120,8 @@ export function createSha1Pool(opts: { keepIdleBytes: number; threads?: number }
   const maxIdleBytes = Math.max(32 * 1024 * 1024, opts.keepIdleBytes);
   const idle: SharedArrayBuffer[] = [];
   let idleBytes = 0;
+  let collection: NodeJS.Timeout | undefined;
+  let collectHere: GarbageCollector | undefined;
   let threads: Thread[] = [];
   let nextThread = 0;
   let nextId = 0;
@@ -124,6 +155,18 @@ export function createSha1Pool(opts: { keepIdleBytes: number; threads?: number }
     return threads[nextThread++ % threads.length] as Thread;
   }
 
+  /** Frees the buffers dropped lately: collections here and on the hashing threads, which saw them. */
+  function collectDropped(): void {
+    collection ??= setTimeout(() => {
+      collection = undefined;
+      for (const thread of threads) thread.worker.postMessage({ op: "collect", id: -1 });
+      collectHere ??= garbageCollector();
+      // Incremental: the event loop goes on meanwhile.
+      void collectHere({ type: "major", execution: "async" });
+    }, COLLECT_AFTER_DROP_MS);
+    collection.unref();
+  }
+
   function call(thread: Thread, message: Record<string, unknown>): Promise<Reply> {
     const id = nextId++;
     return new Promise((resolve, reject) => {
@@ -133,9 +176,9 @@ export function createSha1Pool(opts: { keepIdleBytes: number; threads?: number }
   }
 
   return {
-    acquireBuffer(size) {
-      // Any idle buffer that fits without wasting more than half of it.
-      const at = idle.findIndex((b) => b.byteLength >= size && b.byteLength <= size * 2);
+    acquireBuffer(size, atMost = size * 2) {
+      // Any idle buffer that fits without wasting more than half of it (or more than allowed).
+      const at = idle.findIndex((b) => b.byteLength >= size && b.byteLength <= atMost);
       if (at >= 0) {
         const shared = idle.splice(at, 1)[0] as SharedArrayBuffer;
         idleBytes -= shared.byteLength;
@@ -146,7 +189,10 @@ export function createSha1Pool(opts: { keepIdleBytes: number; threads?: number }
     releaseBuffer(buffer) {
       const shared = buffer.buffer;
       if (!(shared instanceof SharedArrayBuffer) || idle.includes(shared)) return;
-      if (idleBytes + shared.byteLength > maxIdleBytes) return;
+      if (idleBytes + shared.byteLength > maxIdleBytes) {
+        collectDropped();
+        return;
+      }
       idle.push(shared);
       idleBytes += shared.byteLength;
     },
@@ -183,6 +229,7 @@ export function createSha1Pool(opts: { keepIdleBytes: number; threads?: number }
       };
     },
     async close() {
+      clearTimeout(collection);
       const stopping = threads;
       threads = [];
       idle.length = 0;

@@ -7,8 +7,11 @@
 //   m:{name}          hash: the manifest of the name's current version (see FileManifest)
 //   c:{version}:{i}   string: chunk i of one version, raw bytes; versions are random, never reused
 //   r:{name}          sorted set: read leases "{version}|{leaseId}", scored by expiry (server ms)
+//   q:total, q:sizes, q:expiry   the bytes stored (FILE_STORE_MAX_BYTES): their sum, each
+//                     version's bytes (hash), each version's expiry (sorted set, ms)
 // Every key expires: a version's chunks and its manifest at the same instant (PXAT/PEXPIREAT
-// at the file's expiresAt), a lease set one lease period after its last renewal.
+// at the file's expiresAt), a lease set one lease period after its last renewal, the q: keys
+// with the last version they count.
 //
 // Overwrite: an upload writes its chunks under a new version, then switches the manifest in one
 // script (readers see the old version or the new one, never a mixture). The old version's
@@ -19,6 +22,7 @@ import { Command, type Redis } from "ioredis";
 import { randomId } from "../../lib/ids.js";
 import { scanKeys } from "../../lib/redis.js";
 import type { ChunkReader } from "./chunk-reader.js";
+import type { TransferBuffers } from "./memory-budget.js";
 import type { Sha1Pool } from "./sha1-pool.js";
 
 export type FileState = "pending" | "verified" | "corrupted";
@@ -46,6 +50,10 @@ export interface FileStoreSettings {
   parallelism: number;
   ttlSeconds: number;
   maxBytes: number;
+  /** FILE_STORE_MAX_BYTES: bytes of chunks the store may hold in all; 0 for no limit. */
+  storeMaxBytes: number;
+  /** FILE_IDLE_TIMEOUT_MS: a transfer whose client moves no byte for this long ends. */
+  idleTimeoutMs: number;
   /** How long a download's read lease lasts without renewal (renewed every third of it). */
   leaseMs: number;
 }
@@ -189,8 +197,20 @@ local renewed = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]),
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return renewed`;
 
-// KEYS: manifest, leases. ARGV: version, member to release ('' for none) → 1 when nobody can
-// read `version` any more (not current, no live lease): the caller deletes its chunks.
+// The bytes a version counts against FILE_STORE_MAX_BYTES, forgotten (its chunks are deleted or
+// expired). `k`: the index of q:total in KEYS, q:sizes and q:expiry after it.
+const luaForget = (k: number, version: string) => `
+local size = redis.call('HGET', KEYS[${k + 1}], ${version})
+if size then
+  -- Nothing counted, no key left.
+  if redis.call('DECRBY', KEYS[${k}], size) <= 0 then redis.call('DEL', KEYS[${k}]) end
+  redis.call('HDEL', KEYS[${k + 1}], ${version})
+  redis.call('ZREM', KEYS[${k + 2}], ${version})
+end`;
+
+// KEYS: manifest, leases, q:total, q:sizes, q:expiry. ARGV: version, member to release ('' for
+// none) → 1 when nobody can read `version` any more (not current, no live lease): its bytes are
+// forgotten here, and the caller deletes its chunks.
 const RETIRE = `
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
 ${LUA_NOW}
@@ -200,7 +220,32 @@ local prefix = ARGV[1] .. '|'
 for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if string.sub(member, 1, #prefix) == prefix then return 0 end
 end
+${luaForget(3, "ARGV[1]")}
 return 1`;
+
+// KEYS: q:total, q:sizes, q:expiry. ARGV: version ('' to only look), bytes, expiresAtMs, maxBytes
+// (0: no limit) → {1 when `bytes` more fit (and are now counted for `version`), 0 when not; the
+// bytes counted}. Versions whose expiry has passed are forgotten first: their chunks are gone.
+const COUNT_BYTES = `
+${LUA_NOW}
+for _, expired in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)) do
+  ${luaForget(1, "expired")}
+end
+local total = tonumber(redis.call('GET', KEYS[1]) or '0')
+local max = tonumber(ARGV[4])
+if max > 0 and total + tonumber(ARGV[2]) > max then return {0, total} end
+if ARGV[1] == '' then return {1, total} end
+total = redis.call('INCRBY', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+for i = 1, 3 do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl < 0 or now + ttl < tonumber(ARGV[3]) then redis.call('PEXPIREAT', KEYS[i], ARGV[3]) end
+end
+return {1, total}`;
+
+// KEYS: q:total, q:sizes, q:expiry. ARGV: version.
+const FORGET_BYTES = luaForget(1, "ARGV[1]");
 
 // KEYS: manifest. ARGV: version, state, reason, checkedAt → 1 when changed. Only the version the
 // caller checked is touched, and a corrupted file stays corrupted: its bytes were seen wrong.
@@ -264,6 +309,21 @@ export function createFileStore(opts: {
     manifest: (name: string) => `${keyPrefix}m:${name}`,
     chunk: (version: string, index: number) => `${keyPrefix}c:${version}:${index}`,
     leases: (name: string) => `${keyPrefix}r:${name}`,
+    quota: [`${keyPrefix}q:total`, `${keyPrefix}q:sizes`, `${keyPrefix}q:expiry`] as const,
+  };
+
+  /** COUNT_BYTES: whether `bytes` more fit under FILE_STORE_MAX_BYTES, counted for `version` if given. */
+  const countBytes = async (version: string, bytes: number, expiresAtMs: number) => {
+    const [fits, stored] = (await redis.eval(
+      COUNT_BYTES,
+      3,
+      ...keys.quota,
+      version,
+      String(bytes),
+      String(expiresAtMs),
+      String(settings.storeMaxBytes),
+    )) as [number, number];
+    return { fits: fits === 1, storedBytes: stored };
   };
 
   const previousOf = (old: unknown): { version: string; chunks: number } | null => {
@@ -294,6 +354,24 @@ export function createFileStore(opts: {
      */
     readChunk(version: string, index: number, target: Buffer): Promise<number> {
       return reader.read(keys.chunk(version, index), target);
+    },
+
+    /**
+     * Counts `bytes` more of `version` (expiring at `expiresAtMs`) against FILE_STORE_MAX_BYTES;
+     * counts nothing when they do not fit.
+     */
+    countBytes: (version: string, bytes: number, expiresAtMs: number) =>
+      countBytes(version, bytes, expiresAtMs),
+
+    /** Whether `bytes` more would fit under FILE_STORE_MAX_BYTES now; counts nothing. */
+    roomFor: (bytes: number) => countBytes("", bytes, 0),
+
+    /** Bytes of chunks counted now (those of uploads under way included). */
+    storedBytes: async () => (await countBytes("", 0, 0)).storedBytes,
+
+    /** Stops counting a version's bytes: its chunks are deleted (a failed upload). */
+    async forgetBytes(version: string): Promise<void> {
+      await redis.eval(FORGET_BYTES, 3, ...keys.quota, version);
     },
 
     /** Deletes chunks 0…count-1 of a version (UNLINK: the memory is freed off the main thread). */
@@ -334,15 +412,16 @@ export function createFileStore(opts: {
     },
 
     /**
-     * Deletes a version's chunks when nobody can read it any more: not current, no live lease.
-     * `leaseId` releases that lease first (a download finishing).
+     * Deletes a version's chunks when nobody can read it any more: not current, no live lease; its
+     * bytes no longer count. `leaseId` releases that lease first (a download finishing).
      */
     async retire(name: string, version: string, chunks: number, leaseId?: string): Promise<boolean> {
       const gone = await redis.eval(
         RETIRE,
-        2,
+        5,
         keys.manifest(name),
         keys.leases(name),
+        ...keys.quota,
         version,
         leaseId === undefined ? "" : `${version}|${leaseId}`,
       );
@@ -411,19 +490,23 @@ export interface CheckedChunk {
 
 /**
  * Chunks `from`…`to` of a manifest's version, in order, each checked against its SHA-1 before
- * it is yielded. Up to `parallelism` chunks are read and hashed ahead of the consumer: each is
- * read straight into a pooled shared buffer (chunk-reader.ts) and hashed there on a worker
- * thread (sha1-pool.ts), so a chunk's bytes are copied once on their way in and the
- * buffers are reused rather than left to the garbage collector. With `whole`, the whole-file
- * SHA-1 is checked too, before the last chunk is yielded, so a consumer never passes on a byte
- * that has not been checked. A store error is thrown at its chunk's turn.
+ * it is yielded. Up to `parallelism` chunks are read and hashed ahead of the consumer, as far as
+ * `buffers` allow, and only as the consumer asks for more: a chunk is read once the consumer has
+ * given back the one `parallelism` before it. Each is read straight into one of `buffers`
+ * (pooled, shared: chunk-reader.ts) and hashed there on a worker thread (sha1-pool.ts), so a
+ * chunk's bytes are copied once on their way in and the buffers are reused rather than left to
+ * the garbage collector. With `whole`, the whole-file SHA-1 is checked too, before the last
+ * chunk is yielded, so a consumer never passes on a byte that has not been checked. A store
+ * error is thrown at its chunk's turn. The consumer releases each chunk before asking for the
+ * next one: with one buffer to spare, the next read waits for it.
  */
 export async function* readCheckedChunks(
   store: Pick<FileStore, "readChunk" | "pool">,
   m: FileManifest,
-  range: { from: number; to: number; whole: boolean; parallelism: number },
+  range: { from: number; to: number; whole: boolean; parallelism: number; buffers: TransferBuffers },
 ): AsyncGenerator<CheckedChunk> {
   const { pool } = store;
+  const { buffers } = range;
   const session = pool.openSession({ whole: range.whole });
   let finished = false;
   // Chunks reach the hashing thread one after the other, in file order: the whole-file SHA-1
@@ -435,9 +518,7 @@ export async function* readCheckedChunks(
     problem,
     release: () => {},
   });
-  const check = (index: number): Promise<CheckedChunk> => {
-    const expected = chunkLength(m, index);
-    const bytes = pool.acquireBuffer(expected);
+  const check = (index: number, bytes: Buffer): Promise<CheckedChunk> => {
     // Every read at once: they pipeline on the reader's connection, replies in order.
     const read = store.readChunk(m.version, index, bytes);
     const turn = fed;
@@ -457,11 +538,11 @@ export async function* readCheckedChunks(
         const problem = hashProblem(m, index, await hashed);
         if (problem) return failed(index, problem);
         passed = true;
-        return { index, bytes, release: () => pool.releaseBuffer(bytes) };
+        return { index, bytes, release: () => buffers.release(bytes) };
       } finally {
         handedOver();
         // The read has settled here (the store no longer writes into the buffer); a hash may not have.
-        if (!passed) void Promise.allSettled([hashed]).then(() => pool.releaseBuffer(bytes));
+        if (!passed) void Promise.allSettled([hashed]).then(() => buffers.release(bytes));
       }
     })();
     checked.catch(() => {});
@@ -471,7 +552,14 @@ export async function* readCheckedChunks(
   let next = range.from;
   try {
     while (next <= range.to || window.length > 0) {
-      while (window.length < range.parallelism && next <= range.to) window.push(check(next++));
+      // As far ahead as the transfer's buffers allow: when the budget lends none, one of its own
+      // comes back from the consumer.
+      while (window.length < range.parallelism && next <= range.to) {
+        const size = chunkLength(m, next);
+        const bytes = window.length === 0 ? await buffers.acquire(size) : buffers.tryAcquire(size);
+        if (!bytes) break;
+        window.push(check(next++, bytes));
+      }
       const item = await (window.shift() as Promise<CheckedChunk>);
       if (item.problem) {
         yield item;

@@ -1,11 +1,14 @@
 // File bytes between HTTP and the file store, as streams: an upload is cut into chunks as it
 // arrives (never buffered whole), a download is read back chunk by chunk, each chunk checked
-// against its SHA-1 before a byte of it is sent.
+// against its SHA-1 before a byte of it is sent. Both move at their client's pace, in chunk
+// buffers from the process's memory budget (memory-budget.ts), and end when their client stops
+// moving bytes for FILE_IDLE_TIMEOUT_MS.
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { AppError } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
+import type { TransferBuffers } from "./memory-budget.js";
 import {
   type CheckedChunk,
   chunkLength,
@@ -15,6 +18,19 @@ import {
   readCheckedChunks,
 } from "./store.js";
 
+/** A transfer the files service let start: its chunk buffers, and end() to give its place back. */
+export interface Transfer {
+  buffers: TransferBuffers;
+  /** Called once the transfer is over; its buffers go back to the budget as they come back. */
+  end(): void;
+}
+
+/**
+ * Lets a transfer of chunks of `chunkBytes` start, or throws (429: its client runs too many; 503:
+ * the memory budget has no buffer for it). Called before any byte moves.
+ */
+export type Admit = (chunkBytes: number) => Promise<Transfer>;
+
 export interface UploadOptions {
   /** X-Checksum-SHA1 from the client (lower-case hex), checked against the bytes received. */
   expectedSha1?: string;
@@ -22,11 +38,45 @@ export interface UploadOptions {
   declaredLength?: number;
   /** Stops the body after a failure; a Node request stream is left to the HTTP server to drain. */
   cancel?: () => void;
+  admit: Admit;
   log: Logger;
 }
 
 const tooLarge = (max: number) =>
   new AppError("PAYLOAD_TOO_LARGE", `file is larger than the limit of ${max} bytes (FILE_MAX_BYTES)`);
+
+const emptyBody = () => new AppError("EMPTY_BODY", "the request body is empty: nothing to store");
+
+const storageFull = (max: number, stored: number) =>
+  new AppError(
+    "STORAGE_FULL",
+    `the file store has no room for this file: it holds ${stored} of its ${max} bytes (FILE_STORE_MAX_BYTES); nothing stored`,
+    { storedBytes: stored, maxBytes: max },
+  );
+
+/** An upload whose client sent no byte for FILE_IDLE_TIMEOUT_MS. */
+const uploadIdle = (ms: number) =>
+  new AppError(
+    "REQUEST_TIMEOUT",
+    `the upload sent no byte for ${ms} ms (FILE_IDLE_TIMEOUT_MS); nothing stored`,
+  );
+
+/**
+ * The body's next piece, or REQUEST_TIMEOUT once it has sent nothing for `idleMs`. (A timer and a
+ * promise of its own each time: a race against one long-lived promise would leave a reaction on
+ * it per piece, keeping every piece of the body alive to the end.)
+ */
+async function nextPiece(body: AsyncIterator<Uint8Array>, idleMs: number) {
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(uploadIdle(idleMs)), idleMs);
+  });
+  try {
+    return await Promise.race([body.next(), idle]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /**
  * At most `limit` writes in flight: add() waits for a free slot, so the reader stops pulling the
@@ -65,8 +115,8 @@ function writeWindow(limit: number) {
 
 /**
  * Streams `body` into the store under a new version and switches the name to it; returns the
- * new manifest. On any failure (client gone, too large, checksum mismatch, store error) the
- * chunks written so far are deleted and nothing becomes visible.
+ * new manifest. On any failure (client gone or idle, too large, no room, checksum mismatch,
+ * store error) the chunks written so far are deleted and nothing becomes visible.
  */
 export async function receiveUpload(
   store: FileStore,
@@ -74,10 +124,31 @@ export async function receiveUpload(
   body: AsyncIterable<Uint8Array> | null,
   opts: UploadOptions,
 ): Promise<FileManifest> {
-  const { chunkSize, parallelism, maxBytes, ttlSeconds } = store.settings;
-  if (opts.declaredLength !== undefined && opts.declaredLength > maxBytes) throw tooLarge(maxBytes);
-  if (body === null) throw new AppError("EMPTY_BODY", "the request body is empty: nothing to store");
+  const { chunkSize, maxBytes, storeMaxBytes } = store.settings;
+  const declared = opts.declaredLength;
+  if (declared !== undefined && declared > maxBytes) throw tooLarge(maxBytes);
+  if (body === null) throw emptyBody();
+  if (declared !== undefined) {
+    // Refused before a byte is read; the chunks are counted one by one as they are written.
+    const room = await store.roomFor(declared);
+    if (!room.fits) throw storageFull(storeMaxBytes, room.storedBytes);
+  }
+  const transfer = await opts.admit(chunkSize);
+  try {
+    return await storeBody(store, name, body, transfer.buffers, opts);
+  } finally {
+    transfer.end();
+  }
+}
 
+async function storeBody(
+  store: FileStore,
+  name: string,
+  body: AsyncIterable<Uint8Array>,
+  buffers: TransferBuffers,
+  opts: UploadOptions,
+): Promise<FileManifest> {
+  const { chunkSize, parallelism, maxBytes, ttlSeconds, storeMaxBytes, idleTimeoutMs } = store.settings;
   const started = Date.now();
   const version = newVersion();
   // Chunks and manifest expire at the same instant, so a file never outlives its bytes.
@@ -90,8 +161,9 @@ export async function receiveUpload(
   const hashing = store.pool.openSession({ whole: true });
   let size = 0;
   // Chunk buffers come from the hashing module's shared pool (the hashing thread reads them in
-  // place) and go back once both the hash and the write are done with them: at most
-  // `parallelism` chunks in flight plus the one being filled.
+  // place), lent by the memory budget, and go back once both the hash and the write are done
+  // with them: at most `parallelism` chunks in flight plus the one being filled, fewer when the
+  // budget is short (then filling waits for a write to finish).
   let buffer: Buffer | undefined;
   let filled = 0;
 
@@ -101,14 +173,18 @@ export async function receiveUpload(
     const index = chunkCount++;
     const bytes = filled === full.length ? full : full.subarray(0, filled);
     filled = 0;
-    // Hash and write at once: both only read the buffer.
+    // Hash, write and count against FILE_STORE_MAX_BYTES at once: the hash and the write only
+    // read the buffer, and a chunk past the limit is deleted with the others.
     const hashed = hashing.chunk(bytes).then((sha1) => {
       chunkSha1[index] = sha1;
     });
     const written = store.writeChunk(version, index, bytes, expiresAtMs);
+    const counted = store.countBytes(version, bytes.length, expiresAtMs).then((room) => {
+      if (!room.fits) throw storageFull(storeMaxBytes, room.storedBytes);
+    });
     await writes.add(
-      Promise.all([hashed, written]).finally(() =>
-        Promise.allSettled([hashed, written]).then(() => store.pool.releaseBuffer(full)),
+      Promise.all([hashed, written, counted]).finally(() =>
+        Promise.allSettled([hashed, written]).then(() => buffers.release(full)),
       ),
     );
   };
@@ -116,16 +192,15 @@ export async function receiveUpload(
   const chunks = body[Symbol.asyncIterator]();
   try {
     for (;;) {
-      // A client that goes away errors the body stream, which lands in the catch below. (No
-      // Promise.race with an abort signal here: every race would leave a reaction on the
-      // long-pending signal promise that keeps that piece of the body alive to the end.)
-      const { done, value } = await chunks.next();
+      // A client that goes away errors the body stream, and one that sends nothing for
+      // FILE_IDLE_TIMEOUT_MS fails nextPiece: either lands in the catch below.
+      const { done, value } = await nextPiece(chunks, idleTimeoutMs);
       if (done) break;
       size += value.byteLength;
       if (size > maxBytes) throw tooLarge(maxBytes);
       let offset = 0;
       while (offset < value.byteLength) {
-        buffer ??= store.pool.acquireBuffer(chunkSize);
+        buffer ??= await buffers.acquire(chunkSize);
         const take = Math.min(chunkSize - filled, value.byteLength - offset);
         const part = take === value.byteLength ? value : value.subarray(offset, offset + take);
         buffer.set(part, filled);
@@ -134,7 +209,7 @@ export async function receiveUpload(
         if (filled === chunkSize) await flush();
       }
     }
-    if (size === 0) throw new AppError("EMPTY_BODY", "the request body is empty: nothing to store");
+    if (size === 0) throw emptyBody();
     if (filled > 0) await flush();
     await writes.drain();
     const sha1 = await hashing.finish();
@@ -177,9 +252,13 @@ export async function receiveUpload(
   } catch (err) {
     opts.cancel?.();
     hashing.drop();
+    // The chunk being filled; the ones in flight come back as their writes settle.
+    if (buffer) buffers.release(buffer);
     await writes.settle();
     await store
       .deleteChunks(version, chunkCount)
+      // Counted until the chunks are gone: if they cannot be deleted, they stay to their TTL.
+      .then(() => store.forgetBytes(version))
       .catch((cleanupErr: unknown) =>
         opts.log.warn({ err: cleanupErr, name, version }, "could not delete the chunks of a failed upload"),
       );
@@ -192,18 +271,46 @@ export async function receiveUpload(
 }
 
 /**
- * Resolves once the socket has taken `bytes` (so they may be reused); rejects if the connection
- * closes first. A write may never call back then: not when the socket was destroyed mid-write,
- * nor when this response still waited behind an earlier one on the connection (HTTP pipelining,
- * where the response itself never closes). Once the connection is closed, nothing reads `bytes`.
+ * A download's chunk goes to the socket this much at a time, each piece once the socket has taken
+ * the one before: a slow client that keeps reading shows progress well within FILE_IDLE_TIMEOUT_MS
+ * even when a whole chunk would take longer.
  */
-function writeAndWait(out: ServerResponse, connection: Socket, bytes: Buffer): Promise<void> {
+const SEND_PIECE_BYTES = 1024 * 1024;
+
+/** A download whose client took no byte for FILE_IDLE_TIMEOUT_MS; its connection is closed. */
+class ClientStalled extends Error {
+  override readonly name = "ClientStalled";
+}
+
+/**
+ * Resolves once the socket has taken `bytes` (so they may be reused); rejects if the connection
+ * closes first, or, destroying it, if the socket takes none of them for `idleMs` while this
+ * response is the one it sends. A write may never call back when the connection closes: not
+ * when the socket was destroyed mid-write, nor when this response still waited behind an earlier
+ * one on the connection (HTTP pipelining, where the response itself never closes). Once the
+ * connection is closed, nothing reads `bytes`.
+ */
+function writeAndWait(out: ServerResponse, connection: Socket, bytes: Buffer, idleMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const gone = () => reject(new ClientGoneError("the client went away"));
     if (connection.closed) return gone();
+    let stalled: NodeJS.Timeout | undefined;
+    // A response queued behind another on its connection is not idle: it waits its turn (and
+    // the one ahead has its own deadline).
+    const watch = () => {
+      stalled = setTimeout(() => {
+        // Destroyed before the rejection lets the caller reuse `bytes`.
+        out.destroy();
+        reject(new ClientStalled(`the client took no byte for ${idleMs} ms (FILE_IDLE_TIMEOUT_MS)`));
+      }, idleMs);
+    };
+    if (out.socket) watch();
+    else out.once("socket", watch);
     out.once("close", gone);
     connection.once("close", gone);
     out.write(bytes, (err) => {
+      clearTimeout(stalled);
+      out.off("socket", watch);
       out.off("close", gone);
       connection.off("close", gone);
       // A failed write (ECONNRESET, EPIPE) is the client gone too, seen from the socket.
@@ -216,6 +323,13 @@ function writeAndWait(out: ServerResponse, connection: Socket, bytes: Buffer): P
 /** The other end of a download closed the connection: routine, not a failure of the server. */
 class ClientGoneError extends Error {
   override readonly name = "ClientGoneError";
+}
+
+/** Writes `bytes` piece by piece at the socket's pace (backpressure), each as it is, uncopied. */
+async function sendChunk(out: ServerResponse, connection: Socket, bytes: Buffer, idleMs: number) {
+  for (let at = 0; at < bytes.length; at += SEND_PIECE_BYTES) {
+    await writeAndWait(out, connection, bytes.subarray(at, at + SEND_PIECE_BYTES), idleMs);
+  }
 }
 
 export type ByteRange = { start: number; end: number };
@@ -255,7 +369,10 @@ export interface Download {
    * it; cuts the connection on damage. Absent for HEAD; use either this or stream(), once.
    */
   sendTo?: (out: ServerResponse, connection: Socket) => Promise<void>;
-  /** The bytes as a web stream, copied (for a fetch-style caller such as app.request). Absent for HEAD. */
+  /**
+   * The bytes as a web stream, copied (for a fetch-style caller such as app.request), read ahead
+   * only as it is pulled; errored when not pulled for FILE_IDLE_TIMEOUT_MS. Absent for HEAD.
+   */
   stream?: () => ReadableStream<Uint8Array>;
   /**
    * Stops reading and releases the read lease; for a client that went away before the server
@@ -279,12 +396,13 @@ async function flagCorrupted(store: FileStore, m: FileManifest, reason: string, 
  * Opens `name` for a GET (or HEAD): the manifest under a read lease, and a stream that verifies
  * each chunk before sending it and the whole-file SHA-1 before the last byte. Damage found
  * before the first byte is an error answer (FILE_CORRUPTED); damage found later errors the
- * stream, which cuts the connection: the client sees a short read, never wrong bytes.
+ * stream, which cuts the connection: the client sees a short read, never wrong bytes. A GET is
+ * admitted (`admit`: 429, 503) before its first chunk is read, so before any byte is sent.
  */
 export async function openDownload(
   store: FileStore,
   name: string,
-  opts: { head: boolean; range?: string; ifRange?: string; log: Logger },
+  opts: { head: boolean; range?: string; ifRange?: string; log: Logger; admit: Admit },
 ): Promise<Download> {
   const { log } = opts;
   const leaseId = randomId();
@@ -303,10 +421,12 @@ export async function openDownload(
           .catch((err: unknown) => log.warn({ err, name }, "could not renew a read lease"));
       }, store.settings.leaseMs / 3);
   renewal?.unref();
+  let transfer: Transfer | undefined;
   const release = () => {
     if (released) return;
     released = true;
     clearInterval(renewal);
+    transfer?.end();
     store
       .retire(name, manifest.version, manifest.chunks, leaseId)
       .catch((err: unknown) => log.warn({ err, name }, "could not release a read lease"));
@@ -335,7 +455,10 @@ export async function openDownload(
     const status = range ? 206 : 200;
     if (opts.head) return { manifest, status, headers, abort: () => {} };
 
-    const { chunkSize, parallelism } = store.settings;
+    // The chunk size the file was stored with (FILE_CHUNK_SIZE may have changed since).
+    const { chunkSize } = manifest;
+    const { parallelism, idleTimeoutMs } = store.settings;
+    transfer = await opts.admit(chunkSize);
     const first = Math.floor(start / chunkSize);
     const last = Math.floor(end / chunkSize);
     const chunks = readCheckedChunks(store, manifest, {
@@ -344,6 +467,7 @@ export async function openDownload(
       // The whole-file SHA-1 can only be checked when every byte passes through.
       whole: start === 0 && end === manifest.size - 1,
       parallelism,
+      buffers: transfer.buffers,
     });
 
     // The first chunk is read and checked before answering, so damage there is a clean 500.
@@ -356,8 +480,11 @@ export async function openDownload(
       throw corrupted(manifest, firstProblem);
     }
     let stopped = false;
+    /** The web stream's wait for its reader's next pull (FILE_IDLE_TIMEOUT_MS). */
+    let idle: NodeJS.Timeout | undefined;
     const stop = () => {
       stopped = true;
+      clearTimeout(idle);
       release();
       // The first chunk, when nothing ever asked for it (a client gone before the body started).
       pending?.release();
@@ -387,12 +514,15 @@ export async function openDownload(
       return { bytes: (item.bytes as Buffer).subarray(from, to), release: item.release };
     };
     const cutShort = (err: unknown) => {
-      // A client that goes away (stopped by the route, or seen by a write) is routine; only what
-      // failed on this side (the store, a damaged chunk) is an error.
+      // A client that goes away (stopped by the route, or seen by a write) is routine, a stalled
+      // one is worth a line; only what failed on this side (the store, a damaged chunk) is an error.
+      const version = manifest.version;
       const reason = (err as Error).message;
-      if (stopped || err instanceof ClientGoneError)
-        log.debug({ name, version: manifest.version, reason }, "download stopped: the client went away");
-      else log.error({ name, version: manifest.version, err }, "download cut short");
+      if (err instanceof ClientStalled)
+        log.info({ name, version, reason }, "download stalled; its connection was closed");
+      else if (stopped || err instanceof ClientGoneError)
+        log.debug({ name, version, reason }, "download stopped: the client went away");
+      else log.error({ name, version, err }, "download cut short");
       stop();
     };
 
@@ -403,8 +533,9 @@ export async function openDownload(
           const part = await nextPart();
           if (!part) break;
           // Written as it is, no copy; back to the pool once the socket has taken it. Meanwhile
-          // readCheckedChunks goes on reading and checking the chunks after it.
-          await writeAndWait(out, connection, part.bytes).finally(part.release);
+          // readCheckedChunks goes on reading and checking the chunks after it, but only as far
+          // as `parallelism` past the chunk the socket has not taken yet.
+          await sendChunk(out, connection, part.bytes, idleTimeoutMs).finally(part.release);
         }
         out.end();
         stop();
@@ -415,10 +546,20 @@ export async function openDownload(
       }
     };
 
+    /** A reader that stops pulling would hold the chunks read ahead, and the lease, for ever. */
+    const awaitPull = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+      idle = setTimeout(() => {
+        const stalled = new ClientStalled(`the reader pulled nothing for ${idleTimeoutMs} ms`);
+        cutShort(stalled);
+        controller.error(stalled);
+      }, idleTimeoutMs);
+    };
     const stream = () =>
       new ReadableStream<Uint8Array>(
         {
+          start: awaitPull,
           async pull(controller) {
+            clearTimeout(idle);
             try {
               if (stopped) throw new Error("download stopped");
               const part = await nextPart();
@@ -433,6 +574,7 @@ export async function openDownload(
               } finally {
                 part.release();
               }
+              awaitPull(controller);
             } catch (err) {
               cutShort(err);
               // Erroring the stream makes an HTTP server destroy the socket mid-body.
