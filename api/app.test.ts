@@ -79,7 +79,18 @@ describe("platform endpoints", () => {
     );
     const ui = await t.app.request("/docs");
     expect(ui.status).toBe(200);
-    expect(await ui.text()).toContain("/openapi.json");
+    const page = await ui.text();
+    expect(page).toContain("/openapi.json");
+    // Its assets come from this server, not a CDN: the page works without internet access.
+    const assets = [...page.matchAll(/(?:href|src)="([^"]+)"/g)].map((m) => m[1] ?? "");
+    expect(assets).toHaveLength(2);
+    for (const asset of assets) {
+      expect(asset).toMatch(/^\/docs\/assets\//);
+      const res = await t.app.request(asset);
+      expect(res.status, asset).toBe(200);
+      expect((await res.arrayBuffer()).byteLength, asset).toBeGreaterThan(10_000);
+    }
+    expect((await t.app.request("/docs/assets/swagger-ui-dist/package.json")).status).toBe(404);
   });
 });
 

@@ -2,7 +2,6 @@
 // so tests can build an app against their own database and queue prefix.
 
 import type { IncomingMessage } from "node:http";
-import { swaggerUI } from "@hono/swagger-ui";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { mountDashboards } from "../dashboards/index.js";
@@ -16,6 +15,7 @@ import { alertsRoutes } from "./routes/alerts.js";
 import { filesRoutes, isFileUpload } from "./routes/files.js";
 import { jobsRoutes } from "./routes/jobs.js";
 import { isSecretStore, secretsRoutes } from "./routes/secrets.js";
+import { mountSwaggerUi } from "./swagger-ui.js";
 
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -62,7 +62,7 @@ export function createApp(deps: AppDeps) {
         "A job-processing platform: submissions answer 202 with a job; GET /v1/jobs/{queue}/{id} tracks it.",
     },
   });
-  app.get("/docs", swaggerUI({ url: "/openapi.json" }));
+  mountSwaggerUi(app, "/openapi.json");
 
   if (deps.dashboards !== false) mountDashboards(app, deps);
   return app;
