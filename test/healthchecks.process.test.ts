@@ -11,6 +11,7 @@ import { type RunningWorkers, startWorkers } from "../workers/runtime.js";
 import { argv, ROOT, service } from "./helpers/compose.js";
 import { createTestContext, eventually, type TestContext, uniquePrefix } from "./helpers/context.js";
 import { serveApp } from "./helpers/http.js";
+import { deletePrefix } from "./helpers/prefixes.js";
 import { trackWorker } from "./helpers/workers.js";
 
 /** Runs a service's health check as Docker would (exec form), from the repo root as /app. */
@@ -87,6 +88,8 @@ describe("the worker health check", () => {
       );
     } finally {
       await workers?.close();
+      // The worker registered its queue under the prefix (meta, stalled-check): not ours to keep.
+      await deletePrefix(prefix);
     }
   });
 
