@@ -27,6 +27,7 @@ export default function setup(project: TestProject) {
 
 declare module "vitest" {
   export interface ProvidedContext {
-    buildDir: string;
+    /** Set in the process tier only. */
+    buildDir?: string;
   }
 }
