@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
+import { Job } from "bullmq";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from "vitest";
 import { apiConfigSchema } from "../domains/config.js";
 import { buildAppDeps } from "../http/server.js";
 import { loadTestEnv, parseConfig } from "../lib/config.js";
@@ -38,6 +39,19 @@ const submit = (ctx: TestContext, body: unknown, headers: Record<string, string>
 /** Every job in the context's alert-ingestion queue, whatever its state. */
 const jobCount = async (ctx: TestContext) =>
   Object.values(await ctx.deps.queues.get("alert-ingestion").getJobCounts()).reduce((a, b) => a + b, 0);
+
+/** Runs `request` while `spy` watches (it changes nothing), then removes it: the answer, and the calls seen. */
+async function watched<A extends unknown[], R>(
+  spy: MockInstance<(...args: A) => R>,
+  request: () => Response | Promise<Response>,
+): Promise<{ res: Response; calls: A[] }> {
+  try {
+    const res = await request();
+    return { res, calls: [...spy.mock.calls] };
+  } finally {
+    spy.mockRestore();
+  }
+}
 
 let t: TestContext; // workers running
 let idle: TestContext; // no workers: jobs stay waiting
@@ -205,18 +219,21 @@ describe("Idempotency-Key races", () => {
   const slotOf = (ctx: TestContext, key: string) =>
     `${ctx.deps.queues.prefix}:idempotency:alert-ingestion:${createHash("sha256").update(key).digest("base64url")}`;
   const queueOf = (ctx: TestContext) => ctx.deps.queues.get("alert-ingestion");
+  /** The API's lookups of jobs in the context's queue, watched (not changed). */
+  const lookups = (ctx: TestContext) => vi.spyOn(queueOf(ctx), "getJob");
 
   it("answers 409 with Retry-After when the first request's job does not exist (yet)", async () => {
     const before = await jobCount(idle);
     const key = randomUUID();
     // A first request that claimed the key a moment ago and has not enqueued its job.
     await idle.deps.redis.set(slotOf(idle, key), "claimed-but-never-enqueued", "EX", IDEMPOTENCY_TTL_SECONDS);
-    const started = Date.now();
-    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    const { res, calls } = await watched(lookups(idle), () =>
+      submit(idle, event(), { "Idempotency-Key": key }),
+    );
     expect(res.status).toBe(409);
     expect(res.headers.get("retry-after")).toBe("1");
-    // It gave the first request some time to enqueue before answering.
-    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    // It gave the first request time to enqueue: it looked for the job again and again before answering.
+    expect(calls.filter(([id]) => id === "claimed-but-never-enqueued").length).toBeGreaterThan(1);
     const body = (await res.json()) as ErrorJson;
     expect(body.error).toMatchObject({ code: "CONFLICT", message: expect.stringMatching(/Idempotency-Key/) });
     expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
@@ -229,17 +246,15 @@ describe("Idempotency-Key races", () => {
     const key = randomUUID();
     const id = `late-${randomUUID()}`;
     await idle.deps.redis.set(slotOf(idle, key), id, "EX", IDEMPOTENCY_TTL_SECONDS);
-    let answeredAt = 0;
-    const pending = Promise.resolve(submit(idle, event(), { "Idempotency-Key": key })).then((r) => {
-      answeredAt = Date.now();
-      return r;
+    let answered = false;
+    const pending = Promise.resolve(submit(idle, event(), { "Idempotency-Key": key })).finally(() => {
+      answered = true;
     });
     await new Promise((r) => setTimeout(r, 300));
+    // Not answered before the job existed: still waiting for it when it appears.
+    expect(answered).toBe(false);
     await queueOf(idle).add("alerts.ingest", event(), { jobId: id });
-    const addedAt = Date.now();
     const res = await pending;
-    // Not before the job existed.
-    expect(answeredAt).toBeGreaterThanOrEqual(addedAt);
     expect(res.status).toBe(202);
     expect(res.headers.get("idempotent-replayed")).toBe("true");
     expect(((await res.json()) as Accepted).job.id).toBe(id);
@@ -250,10 +265,12 @@ describe("Idempotency-Key races", () => {
     const key = randomUUID();
     // Claimed an hour ago: its job was enqueued and has been removed (removeOnComplete) since.
     await idle.deps.redis.set(slotOf(idle, key), "trimmed-job", "EX", IDEMPOTENCY_TTL_SECONDS - 3600);
-    const started = Date.now();
-    const res = await submit(idle, event(), { "Idempotency-Key": key });
+    const { res, calls } = await watched(lookups(idle), () =>
+      submit(idle, event(), { "Idempotency-Key": key }),
+    );
     expect(res.status).toBe(202);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    // At once: one look for the job, no waiting for it to appear.
+    expect(calls.filter(([id]) => id === "trimmed-job")).toHaveLength(1);
     expect(res.headers.get("idempotent-replayed")).toBe("true");
     expect(((await res.json()) as Accepted).job.id).toBe("trimmed-job");
     expect(await jobCount(idle)).toBe(before);
@@ -335,10 +352,10 @@ describe("Prefer: wait", () => {
   });
 
   it("answers 202 with Location once the wait is over and the job is not", async () => {
-    const started = Date.now();
-    const res = await submit(idle, event(), { Prefer: "wait=1" });
-    // A lower bound, which no slow machine can break: it did wait before giving up.
-    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    const waits = vi.spyOn(Job.prototype, "waitUntilFinished");
+    const { res, calls } = await watched(waits, () => submit(idle, event(), { Prefer: "wait=1" }));
+    // It waited on the job for the second asked, then answered 202, not 200.
+    expect(calls.map(([, ttl]) => ttl)).toEqual([1_000]);
     expect(res.status).toBe(202);
     expect(res.headers.get("preference-applied")).toBeNull();
     const body = (await res.json()) as Accepted;

@@ -376,9 +376,9 @@ class Ledger {
 
 /**
  * One keep-alive HTTP/1.1 connection speaking just enough of the protocol for this endpoint
- * (one request at a time, Content-Length or chunked answers). The machine has two cores shared by
- * everything, so the generator must cost as little CPU as possible: this costs a fraction of
- * node:http's client (`--client node` to compare).
+ * (one request at a time, Content-Length or chunked answers). On a small machine (two cores) it
+ * shares the cores with everything under test, so it must cost as little CPU as possible: this
+ * costs a fraction of node:http's client (`--client node` to compare).
  */
 class RawConnection {
   private socket: Socket | undefined;
@@ -953,7 +953,7 @@ async function main(): Promise<number> {
   // open-loop rate); past them the stream makes more on the fly.
   stream.prefill(Math.min(400_000, (opts.rate || 2 * TARGET.eventsPerSecond) * opts.seconds));
 
-  // Is anything else using the machine? Two cores leave no room for a neighbour.
+  // Is anything else using the machine? On a few cores a neighbour skews every figure.
   const pids = { api: api.proc.pid, worker: worker.proc.pid, redis: redisPid };
   const quietStart = sampleCpu(pids);
   await sleep(1_000);

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../api/app.js";
 import { createDatabase } from "../db/client.js";
@@ -302,7 +303,7 @@ describe("dashboards with operator credentials", () => {
   it("serves Bull Board's files when the process runs from another directory", async () => {
     const cwd = process.cwd();
     let app: ReturnType<typeof createApp>;
-    process.chdir("/tmp");
+    process.chdir(tmpdir());
     try {
       app = createApp(t.deps);
       await expectAssetsServed(app);

@@ -95,6 +95,8 @@ export const inheritedEnv = (): Record<string, string | undefined> => ({ ...proc
 export const testEnvSchema = z.object({
   TEST_PG_URL: z.url().default("postgres://postgres@127.0.0.1:5432/postgres"),
   TEST_REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
+  /** The Chromium the browser tests drive; unset: the usual install places are tried. */
+  CHROMIUM_PATH: z.string().optional(),
   CI: z.string().optional(),
 });
 export const loadTestEnv = () => parseConfig(testEnvSchema, process.env);

@@ -1,5 +1,5 @@
-// Migrates a template database once per run; every test file clones it (CREATE DATABASE …
-// TEMPLATE …), so tests exercise the committed migrations and never share rows.
+// Migrates a template database once per run and tier; every test file clones it (CREATE
+// DATABASE … TEMPLATE …), so tests exercise the committed migrations and never share rows.
 
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
@@ -8,20 +8,20 @@ import { loadTestEnv } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
 import { databaseUrl } from "./helpers/database.js";
 
-export const TEMPLATE_DB = `conveyor_test_template_${process.pid}`;
-
 export default async function setup(project: TestProject) {
+  // A template per tier: the tiers set up on their own (one may run alone) but in one process.
+  const template = `conveyor_test_template_${process.pid}_${project.name}`;
   const env = loadTestEnv();
   const admin = postgres(env.TEST_PG_URL, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`drop database if exists ${TEMPLATE_DB} with (force)`);
-  await admin.unsafe(`create database ${TEMPLATE_DB}`);
+  await admin.unsafe(`drop database if exists ${template} with (force)`);
+  await admin.unsafe(`create database ${template}`);
   await migrateDatabase(
-    databaseUrl(env.TEST_PG_URL, TEMPLATE_DB),
+    databaseUrl(env.TEST_PG_URL, template),
     createLogger({ level: "warn", name: "test-setup" }),
   );
-  project.provide("templateDb", TEMPLATE_DB);
+  project.provide("templateDb", template);
   return async () => {
-    await admin.unsafe(`drop database if exists ${TEMPLATE_DB} with (force)`);
+    await admin.unsafe(`drop database if exists ${template} with (force)`);
     await admin.end();
   };
 }

@@ -1,6 +1,5 @@
 // A whole app against a database and a queue prefix of its own: createApp with real
 // Postgres and Redis, and (optionally) the real workers in this process.
-import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { type App, createApp } from "../../api/app.js";
 import {
@@ -20,7 +19,10 @@ import { createShutdownRegistry } from "../../lib/shutdown.js";
 import { processorFactories } from "../../workers/processors.js";
 import { assignQueues, type RunningWorkers, startWorkers } from "../../workers/runtime.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
+import { uniquePrefix } from "./prefixes.js";
 import { trackWorker } from "./workers.js";
+
+export { uniquePrefix };
 
 /** Log lines captured in memory, for tests that assert what is (and is not) logged. */
 export function captureLogs(): { stream: Writable; lines: string[] } {
@@ -36,8 +38,6 @@ export function captureLogs(): { stream: Writable; lines: string[] } {
 
 /** A fixed JOB_SEAL_KEY for tests (random bytes, used nowhere else): secrets need one. */
 export const TEST_SEAL_KEY = "ro3j0hWgEnXPoaSB1qHPGp5WAL9va2umGsnB5rXaVWo=";
-
-export const uniquePrefix = () => `test-${randomBytes(6).toString("hex")}`;
 
 export interface TestContext {
   app: App;

@@ -1,10 +1,13 @@
-// Real child processes for the cross-process tests: a TypeScript entry run by node with the tsx
-// loader (one process, so signals reach it directly, unlike `npx tsx` which puts npm and tsx
-// in between), its JSON log lines collected, and every process killed by killAll() at the end.
+// Real child processes for the process tier: an entry compiled by test/build-setup.ts, run by
+// node itself (one process, so signals reach it directly, unlike `npm start` which puts npm in
+// between), its JSON log lines collected, and every process killed by killAll() at the end.
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { inject } from "vitest";
 import { rawEnv } from "../../lib/config.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -28,11 +31,24 @@ export interface ChildHandle {
 
 const running = new Set<ChildHandle>();
 
-/** Starts `node --import tsx <script>` from the repo root with exactly `env` (plus PATH). */
+/** The compiled form of a source entry (`api/server.ts`), as the process tier's build emitted it. */
+function compiled(script: string): string {
+  const buildDir = inject("buildDir");
+  if (!buildDir)
+    throw new Error(`no build to run ${script} from: only *.process.test.ts files start processes`);
+  const file = join(buildDir, script.replace(/\.ts$/, ".js"));
+  if (!existsSync(file)) throw new Error(`${file} was not built: is ${script} in tsconfig.test-build.json?`);
+  return file;
+}
+
+/**
+ * Starts the compiled `script` (a source path such as `api/server.ts`) with node, from the repo
+ * root, with exactly `env` (plus PATH). Stack traces point at the TypeScript source.
+ */
 export function startProcess(name: string, script: string, env: Record<string, string>): ChildHandle {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
+  const child = spawn(process.execPath, ["--enable-source-maps", compiled(script)], {
     cwd: ROOT,
-    env: { PATH: rawEnv("PATH") ?? "/usr/bin:/bin", NODE_ENV: "test", ...env },
+    env: { PATH: rawEnv("PATH") ?? "", NODE_ENV: "test", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   if (child.pid === undefined) throw new Error(`could not start ${script}`);

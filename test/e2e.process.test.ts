@@ -9,7 +9,7 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadTestEnv } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
-import { createRedis, waitForRedis } from "../lib/redis.js";
+import { createRedis, deleteKeys, waitForRedis } from "../lib/redis.js";
 import { eventually, uniquePrefix } from "./helpers/context.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.js";
 import { type ChildHandle, freePort, killAll, type LogLine, startProcess } from "./helpers/processes.js";
@@ -63,8 +63,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await killAll();
-  await queue?.obliterate({ force: true });
   await queue?.close();
+  // Every queue's keys, not only this one's: the API process opened a Queue per contract.
+  if (connection) await deleteKeys(connection, `${prefix}:*`);
   await connection?.quit();
   await db?.drop();
 });

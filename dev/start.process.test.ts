@@ -15,6 +15,7 @@ import { loadTestEnv } from "../lib/config.js";
 import { createSealKeyRing, decodeKey, seal } from "../lib/sealing.js";
 import { storeSealContext } from "../queues/encryption.js";
 import { databaseUrl } from "../test/helpers/database.js";
+import { deletePrefix, uniquePrefix } from "../test/helpers/prefixes.js";
 import { type ChildHandle, freePort, killAll, startProcess } from "../test/helpers/processes.js";
 import { KEPT_SECRETS_FILE, type KeptSecrets } from "./kept-secrets.js";
 import { isAlive } from "./processes.js";
@@ -129,14 +130,9 @@ async function redisAnswers(url: string): Promise<boolean> {
 describe("npm start (dev/start.ts)", () => {
   it("serves the API, the workers and the dashboards in one process, on a database it creates", async () => {
     const name = `conveyor_sa_${randomBytes(6).toString("hex")}`;
-    const prefix = `test-${randomBytes(6).toString("hex")}`;
+    const prefix = uniquePrefix();
     cleanups.push(() => admin.unsafe(`drop database if exists ${name} with (force)`));
-    cleanups.push(async () => {
-      const redis = new Redis(env.TEST_REDIS_URL);
-      const keys = await redis.keys(`${prefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      redis.disconnect();
-    });
+    cleanups.push(() => deletePrefix(prefix));
     expect(await databaseExists(name)).toBe(false);
     const port = await freePort();
     const p = startProcess("start-all", "dev/start.ts", {

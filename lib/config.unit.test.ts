@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
@@ -9,7 +8,7 @@ import {
 } from "../domains/config.js";
 import { secretsConfigIssues } from "../domains/secrets/config.js";
 import { QUEUE_NAMES } from "../queues/names.js";
-import { ConfigError, parseConfig, rawEnv } from "./config.js";
+import { ConfigError, parseConfig } from "./config.js";
 
 const base = { DATABASE_URL: "postgres://u@h:5432/d", REDIS_URL: "redis://127.0.0.1:6379" };
 
@@ -86,16 +85,6 @@ describe("config", () => {
     }
   });
 
-  it("makes a process exit with a message naming the variable", () => {
-    const result = spawnSync("npx", ["tsx", "workers/main.ts"], {
-      env: { PATH: rawEnv("PATH"), DATABASE_URL: base.DATABASE_URL, REDIS_URL: "not a url" },
-      encoding: "utf8",
-      timeout: 30_000,
-    });
-    expect(result.status).toBe(78);
-    expect(result.stderr).toMatch(/REDIS_URL/);
-  });
-
   it("checks secrets settings: the seal key's form, and what a process serving secrets must set", () => {
     const key = Buffer.alloc(32, 7).toString("base64");
     const c = parseConfig(apiConfigSchema, { ...base, JOB_SEAL_KEY: key });
@@ -119,15 +108,5 @@ describe("config", () => {
     expect(parse(`${a}, ${b},`).JOB_SEAL_KEYS_ACCEPTED).toEqual([a, b]);
     expect(parseConfig(apiConfigSchema, base).JOB_SEAL_KEYS_ACCEPTED).toBeUndefined();
     expect(() => parse(`${a},short`)).toThrow(/JOB_SEAL_KEYS_ACCEPTED/);
-  });
-
-  it("makes an API process without JOB_SEAL_KEY exit with a message naming it", () => {
-    const result = spawnSync("npx", ["tsx", "api/server.ts"], {
-      env: { PATH: rawEnv("PATH"), ...base, MIGRATE_ON_START: "false" },
-      encoding: "utf8",
-      timeout: 30_000,
-    });
-    expect(result.status).toBe(78);
-    expect(result.stderr).toMatch(/JOB_SEAL_KEY/);
   });
 });

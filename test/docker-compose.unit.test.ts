@@ -1,61 +1,13 @@
 // The production shape in docker-compose.yml and the Dockerfile, checked by reading them (no
 // Docker engine runs here): the five services, persistence where it matters and none where it
 // must not be, health checks, variables lib/config.ts knows, commands that run files the build
-// emits. The api and worker health checks themselves are run against real processes.
-import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+// emits. test/healthchecks.process.test.ts runs the api and worker health checks for real.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse } from "yaml";
+import { describe, expect, it } from "vitest";
 import type { z } from "zod";
 import { apiConfigSchema, workerConfigSchema } from "../domains/config.js";
-import { loadTestEnv, rawEnv } from "../lib/config.js";
-import { createLogger } from "../lib/logger.js";
-import { type RunningWorkers, startWorkers } from "../workers/runtime.js";
-import { createTestContext, eventually, type TestContext, uniquePrefix } from "./helpers/context.js";
-import { serveApp } from "./helpers/http.js";
-import { trackWorker } from "./helpers/workers.js";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const read = (file: string) => readFileSync(join(ROOT, file), "utf8");
-
-interface Healthcheck {
-  test?: string | string[];
-  disable?: boolean;
-}
-interface Service {
-  image?: string;
-  build?: unknown;
-  command?: string | string[];
-  environment?: Record<string, string | number | boolean | null> | string[];
-  healthcheck?: Healthcheck;
-  depends_on?: string[] | Record<string, { condition?: string }>;
-  deploy?: { replicas?: number };
-  stop_grace_period?: string;
-  volumes?: (string | { source?: string; target?: string })[];
-  ports?: (string | { target?: number; published?: string | number })[];
-}
-interface Compose {
-  services: Record<string, Service>;
-  volumes?: Record<string, unknown>;
-}
-
-// `merge: true`: the file shares the app settings through YAML merge keys (<<), as Compose does.
-const compose = parse(read("docker-compose.yml"), { merge: true }) as Compose;
-const service = (name: string): Service => {
-  const s = compose.services[name];
-  if (!s) throw new Error(`docker-compose.yml has no service ${name}`);
-  return s;
-};
-
-/** A command as an argument list; the string form is split the way a shell would, roughly. */
-const argv = (command: string | string[] | undefined): string[] =>
-  Array.isArray(command)
-    ? command.map(String)
-    : [...(command ?? "").matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2] ?? m[3] ?? "");
+import { argv, compose, ROOT, read, type Service, service } from "./helpers/compose.js";
 
 const flag = (args: string[], name: string): string | undefined => {
   const i = args.indexOf(name);
@@ -330,94 +282,5 @@ describe("Dockerfile", () => {
       .split(/\r?\n/)
       .map((l) => l.trim());
     expect(ignored).toEqual(expect.arrayContaining(["node_modules", "dist", ".data", ".git"]));
-  });
-});
-
-// ---- the health checks, run ---------------------------------------------------------------
-
-/** Runs a service's health check as Docker would (exec form), from the repo root as /app. */
-function runHealthcheck(name: string, env: Record<string, string>): Promise<number> {
-  const [kind, command, ...args] = argv(service(name).healthcheck?.test);
-  if (kind !== "CMD" || command !== "node") throw new Error(`${name}: expected a CMD node health check`);
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      args,
-      { cwd: ROOT, env: { PATH: rawEnv("PATH") ?? "", ...env }, timeout: 10_000 },
-      (err) => resolve(err ? (typeof err.code === "number" ? err.code : 1) : 0),
-    );
-  });
-}
-
-const listening = (server: Server) =>
-  new Promise<number>((resolve) =>
-    server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)),
-  );
-const closed = (server: Server) => new Promise<void>((resolve) => server.close(() => resolve()));
-
-describe("the api health check", () => {
-  let t: TestContext;
-  beforeAll(async () => {
-    t = await createTestContext();
-  });
-  afterAll(() => t.close());
-
-  it("passes against a ready API and fails when it answers 503 or nothing listens", async () => {
-    const served = await serveApp(t.app);
-    const { port } = served;
-    try {
-      expect(await runHealthcheck("api", { PORT: String(port) })).toBe(0);
-    } finally {
-      await served.close();
-    }
-    expect(await runHealthcheck("api", { PORT: String(port) })).not.toBe(0);
-
-    const unavailable = createServer((_req, res) => res.writeHead(503).end());
-    const port503 = await listening(unavailable);
-    try {
-      expect(await runHealthcheck("api", { PORT: String(port503) })).not.toBe(0);
-    } finally {
-      await closed(unavailable);
-    }
-  });
-});
-
-describe("the worker health check", () => {
-  it("passes only while a worker of this prefix is connected from this address", async () => {
-    const prefix = uniquePrefix();
-    const env = { REDIS_URL: loadTestEnv().TEST_REDIS_URL, QUEUE_PREFIX: prefix };
-    expect(await runHealthcheck("worker", env)).not.toBe(0);
-
-    let workers: RunningWorkers | undefined = startWorkers({
-      config: { REDIS_URL: env.REDIS_URL, QUEUE_PREFIX: prefix },
-      logger: createLogger({ level: "silent" }),
-      queues: [{ queue: "healthcheck", concurrency: 1, processor: { handle: async () => null } }],
-    });
-    for (const w of workers.workers) trackWorker(w);
-    try {
-      await eventually(
-        async () => ((await runHealthcheck("worker", env)) === 0 ? true : undefined),
-        15_000,
-        200,
-      );
-      await workers.close();
-      workers = undefined;
-      await eventually(
-        async () => ((await runHealthcheck("worker", env)) !== 0 ? true : undefined),
-        15_000,
-        200,
-      );
-    } finally {
-      await workers?.close();
-    }
-  });
-
-  it("fails when Redis does not answer", async () => {
-    const nothing = createServer();
-    const port = await listening(nothing);
-    await closed(nothing);
-    expect(
-      await runHealthcheck("worker", { REDIS_URL: `redis://127.0.0.1:${port}`, QUEUE_PREFIX: "x" }),
-    ).not.toBe(0);
   });
 });
