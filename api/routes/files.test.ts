@@ -11,6 +11,20 @@ const KIB = 1024;
 const MIB = 1024 * KIB;
 const sha1 = (b: Uint8Array) => createHash("sha1").update(b).digest("hex");
 const path = (name: string) => `/v1/files/${encodeURIComponent(name)}`;
+
+/** A chunked PUT of `name` left open for the test to write to (or not); errors are ignored. */
+function openChunkedPut(port: number, name: string): http.ClientRequest {
+  const req = http.request({
+    host: "127.0.0.1",
+    port,
+    method: "PUT",
+    path: path(name),
+    headers: { "transfer-encoding": "chunked" },
+    agent: false,
+  });
+  req.on("error", () => {});
+  return req;
+}
 let seq = 0;
 const uniqueName = (label = "f") => `${label}-${Date.now().toString(36)}-${seq++}`;
 
@@ -910,15 +924,7 @@ describe("overwrite, concurrency and aborts (64 KiB chunks)", () => {
 
   it("leaves no file and no chunk behind when the client disconnects mid-upload", async () => {
     const name = uniqueName("aborted");
-    const req = http.request({
-      host: "127.0.0.1",
-      port: served.port,
-      method: "PUT",
-      path: path(name),
-      headers: { "transfer-encoding": "chunked" },
-      agent: false,
-    });
-    req.on("error", () => {});
+    const req = openChunkedPut(served.port, name);
     for (let i = 0; i < 32; i++) req.write(randomBytes(32 * KIB));
     // Some chunks have reached the store…
     await eventually(async () =>
@@ -1186,15 +1192,7 @@ describe("idle transfers (FILE_IDLE_TIMEOUT_MS 300)", () => {
     const upload = uniqueName("idle-upload");
     const res = await new Promise<{ status: number; body: string; closed: Promise<void> }>(
       (resolve, reject) => {
-        const req = http.request({
-          host: "127.0.0.1",
-          port: served.port,
-          method: "PUT",
-          path: path(upload),
-          headers: { "transfer-encoding": "chunked" },
-          agent: false,
-        });
-        req.on("error", () => {});
+        const req = openChunkedPut(served.port, upload);
         // Two chunks and a bit, then nothing, and the request never ends.
         req.write(randomBytes(150 * KIB));
         req.on("response", (answer) => {
