@@ -2,7 +2,9 @@
 import { randomBytes } from "node:crypto";
 
 // Drawn from a pool: one randomBytes call per 256 ids instead of one per id (every request takes
-// two: its request id and its job id). Each random byte is used once.
+// two: its request id and its job id). Each random byte is used once. The one module-level state
+// in the platform, on purpose: a buffer of entropy (as Node keeps for randomUUID), nothing a caller
+// could observe or would want per app.
 const POOL_BYTES = 4096;
 let pool = Buffer.alloc(0);
 let offset = 0;
