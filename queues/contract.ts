@@ -56,6 +56,8 @@ class BoundedQueue extends Queue {
   }
 
   override async add(...args: Parameters<Queue["add"]>): ReturnType<Queue["add"]> {
+    // No limit configured: nothing to read or count.
+    if (this.maxWaiting === Number.POSITIVE_INFINITY) return super.add(...args);
     if (Date.now() - this.depth.readAt >= DEPTH_READ_EVERY_MS) await this.readDepth();
     if (this.depth.jobs >= this.maxWaiting)
       throw new AppError(
@@ -64,8 +66,14 @@ class BoundedQueue extends Queue {
         undefined,
         RETRY_AFTER_SECONDS,
       );
+    // Counted before it is in, so concurrent adds see each other; a refused add gives its room back.
     this.depth.jobs++;
-    return super.add(...args);
+    try {
+      return await super.add(...args);
+    } catch (err) {
+      this.depth.jobs--;
+      throw err;
+    }
   }
 
   /** One read at a time, shared by the adds that wait for it. */

@@ -11,7 +11,7 @@ export const sealedStoreSchema = z.object({
   id: z.string().min(1).max(SECRET_ID_MAX),
   key: z.string().min(1),
   value: z.string(),
-  /** Write order (lib: nextSecretSeq): the highest seq for an id wins, whatever order jobs run in. */
+  /** Write order (domains/secrets/write-order.ts): the highest seq for an id wins, whatever order jobs run in. */
   seq: z.number().int().positive(),
 });
 export type SealedStore = z.infer<typeof sealedStoreSchema>;

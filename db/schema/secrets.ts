@@ -1,5 +1,5 @@
 // Secrets: one encrypted record per id. The row holds no plaintext and no key: `ciphertext` is
-// lib/crypto.ts's record format, which opens only with the client's key and only under this id.
+// domains/secrets/record.ts's record format, which opens only with the client's key and only under this id.
 import { bigint, customType, pgTable, timestamp } from "drizzle-orm/pg-core";
 
 // Byte-order ("C") collation: `id like 'prefix%'` can use the primary key's index, and id order

@@ -45,7 +45,7 @@ export interface SecretsKeys {
 }
 
 export function createSecretsKeys(config: KeysConfig): SecretsKeys {
-  // lib/config.ts makes every process that serves secrets set it; only hand-built configs lack it.
+  // domains/config.ts (secretsConfigIssues) makes every process that serves secrets set it; only hand-built configs lack it.
   if (config.JOB_SEAL_KEY === undefined) throw new Error("JOB_SEAL_KEY is not configured");
   const sealKeys = createSealKeyRing(
     decodeKey(config.JOB_SEAL_KEY),
