@@ -193,11 +193,6 @@ export interface SubmitOptions<C extends QueueContract, N extends JobName<C>, R 
   payload: JobPayload<C, N>;
   jobOptions?: JobsOptions;
   /**
-   * What makes two requests under one Idempotency-Key the same request, besides method and path.
-   * Default: the request's validated JSON body. Never the payload when it is sealed (random nonce).
-   */
-  fingerprint?: unknown;
-  /**
    * The body of the 200 answer when the client waited and the job completed in time. Built from
    * the job's view alone: a replay answers for the first request's job.
    */
@@ -232,7 +227,7 @@ export async function submitJob<C extends QueueContract, N extends JobName<C>, R
     // The key is hashed: clients sometimes put meaningful data in it.
     const digest = createHash("sha256").update(idempotencyKey).digest("base64url");
     const slot = `${queues.prefix}:idempotency:${queueName}:${digest}`;
-    const fingerprint = requestFingerprint(c, "fingerprint" in opts ? opts.fingerprint : validatedBody(c));
+    const fingerprint = requestFingerprint(c, validatedBody(c));
     const jobId = randomId();
     const claim = encodeClaim({ jobId, fingerprint });
     // Enqueue only under a claim of our own; otherwise answer for the job of the request that has it.

@@ -5,8 +5,6 @@ import { createConcurrencyGate } from "../../lib/concurrency-gate.js";
 import { createRateLimit } from "../../lib/rate-limit.js";
 import type { SecretsConfig } from "./config.js";
 
-export type RetrievalLimits = ReturnType<typeof createRetrievalLimits>;
-
 export function createRetrievalLimits(redis: Redis, config: SecretsConfig & { QUEUE_PREFIX: string }) {
   const prefix = `${config.QUEUE_PREFIX}:secrets`;
   return {
