@@ -5,6 +5,7 @@ import type { IncomingMessage } from "node:http";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { mountDashboards } from "../dashboards/index.js";
+import { ANONYMOUS } from "../domains/identity/caller.js";
 import type { AppDeps, AppEnv } from "../http/context.js";
 import { healthRoutes } from "../http/health.routes.js";
 import { createMetrics } from "../http/metrics.js";
@@ -22,6 +23,11 @@ export function createApp(deps: AppDeps) {
   const metrics = createMetrics(deps.queues, deps.redis);
 
   installRequestContext(app, deps, metrics);
+  // Placeholder until the access middleware lands (issue 9): every caller is anonymous.
+  app.use(async (c, next) => {
+    c.set("caller", ANONYMOUS);
+    await next();
+  });
   const limit = deps.config.BODY_LIMIT_BYTES;
   const limitBody = bodyLimit({
     maxSize: limit,

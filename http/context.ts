@@ -2,6 +2,7 @@
 // domain services, built once and passed to createApp, never imported as module singletons.
 import type { ApiConfig } from "../domains/config.js";
 import type { Connections } from "../domains/connections.js";
+import type { Caller } from "../domains/identity/caller.js";
 import type { Services } from "../domains/services.js";
 import type { Logger } from "../lib/logger.js";
 
@@ -18,6 +19,8 @@ export interface AppEnv {
   Variables: {
     requestId: string;
     log: Logger;
+    /** Set by the route's access middleware (http/access.ts) before its handler runs. */
+    caller: Caller;
     deps: AppDeps;
     services: Services;
   };

@@ -1,2 +1,3 @@
 export * from "./alerts.js";
+export * from "./identity.js";
 export * from "./secrets.js";
