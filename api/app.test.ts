@@ -45,7 +45,8 @@ describe("platform endpoints", () => {
   });
 
   it("serves Prometheus text with HTTP figures by route and status and queue depths by state", async () => {
-    await t.app.request("/v1/alerts/does-not-exist");
+    const ops = await t.account("ops");
+    await t.app.request("/v1/alerts/does-not-exist", { headers: ops.headers });
     const res = await t.app.request("/metrics");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/plain/);

@@ -5,7 +5,7 @@ import type { IncomingMessage } from "node:http";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { mountDashboards } from "../dashboards/index.js";
-import { ANONYMOUS } from "../domains/identity/caller.js";
+import { authorize, PUBLIC } from "../http/access.js";
 import type { AppDeps, AppEnv } from "../http/context.js";
 import { healthRoutes } from "../http/health.routes.js";
 import { createMetrics } from "../http/metrics.js";
@@ -23,11 +23,6 @@ export function createApp(deps: AppDeps) {
   const metrics = createMetrics(deps.queues, deps.redis);
 
   installRequestContext(app, deps, metrics);
-  // Placeholder until the access middleware lands (issue 9): every caller is anonymous.
-  app.use(async (c, next) => {
-    c.set("caller", ANONYMOUS);
-    await next();
-  });
   const limit = deps.config.BODY_LIMIT_BYTES;
   const limitBody = bodyLimit({
     maxSize: limit,
@@ -59,6 +54,20 @@ export function createApp(deps: AppDeps) {
   app.route("/", filesRoutes);
   app.route("/", secretsRoutes);
 
+  app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", {
+    type: "apiKey",
+    in: "header",
+    name: "X-API-Key",
+    description:
+      "An API key (cvy_…), shown once when it was created. Also accepted as `Authorization: Bearer`.",
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "An access token from POST /v1/tokens (or an API key).",
+  });
+  app.use("/openapi.json", authorize(PUBLIC));
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {

@@ -1,8 +1,10 @@
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { Job } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from "vitest";
 import { apiConfigSchema } from "../domains/config.js";
+import { generateApiKey } from "../domains/identity/api-keys.js";
+import { ANONYMOUS_TENANT } from "../domains/identity/caller.js";
 import { buildAppDeps } from "../http/server.js";
 import { loadTestEnv, parseConfig } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
@@ -12,13 +14,19 @@ import {
   captureLogs,
   createTestContext,
   eventually,
+  TEST_IDENTITY_ENV,
   type TestContext,
   uniquePrefix,
 } from "../test/helpers/context.js";
 import { freePort } from "../test/helpers/processes.js";
 import { type RedisServer, startRedisServer } from "../test/helpers/redis-server.js";
 import { createApp } from "./app.js";
-import { IDEMPOTENCY_TTL_SECONDS, type JobView, MAX_WAIT_SECONDS } from "./job-submission.js";
+import {
+  IDEMPOTENCY_TTL_SECONDS,
+  idempotencySlot,
+  type JobView,
+  MAX_WAIT_SECONDS,
+} from "./job-submission.js";
 
 type ErrorJson = { error: { code: string; message: string; requestId: string } };
 type Accepted = { job: { queue: string; id: string; statusUrl: string } };
@@ -137,7 +145,7 @@ describe("Idempotency-Key reused with another request", () => {
       body: JSON.stringify(body),
     });
   const secretSlotOf = (ctx: TestContext, key: string) =>
-    `${ctx.deps.queues.prefix}:idempotency:encryption:${createHash("sha256").update(key).digest("base64url")}`;
+    idempotencySlot(ctx.deps.queues.prefix, "encryption", ANONYMOUS_TENANT, key);
 
   it("answers 422 IDEMPOTENCY_KEY_REUSED and enqueues nothing", async () => {
     const key = randomUUID();
@@ -217,7 +225,7 @@ describe("Idempotency-Key reused with another request", () => {
 
 describe("Idempotency-Key races", () => {
   const slotOf = (ctx: TestContext, key: string) =>
-    `${ctx.deps.queues.prefix}:idempotency:alert-ingestion:${createHash("sha256").update(key).digest("base64url")}`;
+    idempotencySlot(ctx.deps.queues.prefix, "alert-ingestion", ANONYMOUS_TENANT, key);
   const queueOf = (ctx: TestContext) => ctx.deps.queues.get("alert-ingestion");
   /** The API's lookups of jobs in the context's queue, watched (not changed). */
   const lookups = (ctx: TestContext) => vi.spyOn(queueOf(ctx), "getJob");
@@ -342,7 +350,8 @@ describe("Prefer: wait", () => {
     expect(body).toMatchObject({ queue: "alert-ingestion", state: "completed", result: { alertId } });
     expect(res.headers.get("content-location")).toBe(`/v1/jobs/alert-ingestion/${body.id}`);
     // Completed means written: the alert is there.
-    expect((await t.app.request(`/v1/alerts/${alertId}`)).status).toBe(200);
+    const ops = await t.account("ops");
+    expect((await t.app.request(`/v1/alerts/${alertId}`, { headers: ops.headers })).status).toBe(200);
   });
 
   it(`caps the wait at ${MAX_WAIT_SECONDS} seconds`, async () => {
@@ -701,12 +710,14 @@ describe("Postgres down", () => {
       REDIS_URL: loadTestEnv().TEST_REDIS_URL,
       QUEUE_PREFIX: uniquePrefix(),
       MIGRATE_ON_START: "false",
+      ...TEST_IDENTITY_ENV,
     });
     const deps = buildAppDeps(config, logger, shutdown);
     await waitForRedis(deps.redis);
     const app = createApp(deps);
     try {
-      const res = await app.request("/v1/alerts");
+      // Keys live in Postgres: even a well-formed one cannot be looked up.
+      const res = await app.request("/v1/alerts", { headers: { "X-API-Key": generateApiKey() } });
       expect(res.status).toBe(503);
       expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
       expect(((await res.json()) as ErrorJson).error.code).toBe("SERVICE_UNAVAILABLE");

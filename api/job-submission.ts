@@ -7,6 +7,7 @@ import type { Job, JobsOptions, Queue } from "bullmq";
 import type { Context, TypedResponse } from "hono";
 import type { JSONParsed } from "hono/utils/types";
 import type { Redis } from "ioredis";
+import { tenantOf } from "../domains/identity/caller.js";
 import type { AppEnv } from "../http/context.js";
 import { AppError, serviceUnavailable } from "../lib/errors.js";
 import { randomId } from "../lib/ids.js";
@@ -208,6 +209,10 @@ export type SubmissionAnswer<R extends object = JobView> =
   | JsonAnswer<JobView, 200>
   | JsonAnswer<R, 200>;
 
+/** The Redis key of a tenant's Idempotency-Key: per tenant, and hashed (clients put meaning in keys). */
+export const idempotencySlot = (prefix: string, queue: QueueName, tenant: string, key: string) =>
+  `${prefix}:idempotency:${queue}:${createHash("sha256").update(`${tenant}\n${key}`).digest("base64url")}`;
+
 /** Enqueues one job under the platform's job contract and answers for it. */
 export async function submitJob<C extends QueueContract, N extends JobName<C>, R extends object = JobView>(
   c: Context<AppEnv>,
@@ -218,15 +223,15 @@ export async function submitJob<C extends QueueContract, N extends JobName<C>, R
   if (redis.status !== "ready") throw serviceUnavailable("Redis");
   const queueName = opts.contract.name;
   const queue = queues.get(queueName);
+  const tenant = tenantOf(c.get("caller"));
+  const owners = [tenant];
 
   let job: Job | undefined;
   const idempotencyKey = c.req.header("Idempotency-Key");
   if (idempotencyKey !== undefined) {
     if (!IDEMPOTENCY_KEY.test(idempotencyKey))
       throw new AppError("BAD_REQUEST", "Idempotency-Key must be 1-255 visible ASCII characters");
-    // The key is hashed: clients sometimes put meaningful data in it.
-    const digest = createHash("sha256").update(idempotencyKey).digest("base64url");
-    const slot = `${queues.prefix}:idempotency:${queueName}:${digest}`;
+    const slot = idempotencySlot(queues.prefix, queueName, tenant, idempotencyKey);
     const fingerprint = requestFingerprint(c, validatedBody(c));
     const jobId = randomId();
     const claim = encodeClaim({ jobId, fingerprint });
@@ -241,14 +246,21 @@ export async function submitJob<C extends QueueContract, N extends JobName<C>, R
       if (attempt >= CLAIM_ATTEMPTS) throw stillEnqueueing();
     }
     try {
-      job = await enqueue(queue, opts.contract, opts.name, opts.payload, { ...opts.jobOptions, jobId });
+      job = await enqueue(
+        queue,
+        opts.contract,
+        opts.name,
+        opts.payload,
+        { ...opts.jobOptions, jobId },
+        owners,
+      );
     } catch (err) {
       // Release the key: nothing was enqueued under it, so a retry must be able to enqueue.
       releaseClaim(redis, slot, claim);
       throw err;
     }
   } else {
-    job = await enqueue(queue, opts.contract, opts.name, opts.payload, opts.jobOptions);
+    job = await enqueue(queue, opts.contract, opts.name, opts.payload, opts.jobOptions, owners);
   }
   return answer(c, queueName, job.id ?? "", job, opts);
 }

@@ -5,6 +5,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { swaggerUI } from "@hono/swagger-ui";
 import type { Hono } from "hono";
+import { authorize, PUBLIC } from "../http/access.js";
 import type { AppEnv } from "../http/context.js";
 
 const ASSETS_BASE = "/docs/assets";
@@ -18,6 +19,7 @@ export function mountSwaggerUi(app: Hono<AppEnv>, openApiUrl: string): void {
   const packageDir = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
   // Read on first request (1.5 MB), then kept: the files never change while the process runs.
   const cache = new Map<string, Promise<Buffer>>();
+  app.use("/docs/*", authorize(PUBLIC));
   app.get("/docs", swaggerUI({ url: openApiUrl, baseUrl: ASSETS_BASE, title: "Conveyor API" }));
   app.get(`${ASSETS_BASE}/swagger-ui-dist/:file`, async (c) => {
     const file = c.req.param("file");

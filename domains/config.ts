@@ -6,9 +6,10 @@ import { type ConfigOf, commonConfig, exitOnConfigIssues, httpConfig, loadConfig
 import { QUEUE_NAMES, type QueueName } from "../queues/names.js";
 import { alertsConfig } from "./alerts/config.js";
 import { filesConfig } from "./files/config.js";
+import { identityConfig, identityConfigIssues } from "./identity/config.js";
 import { secretsConfig, secretsConfigIssues } from "./secrets/config.js";
 
-export const domainsConfig = { ...alertsConfig, ...filesConfig, ...secretsConfig };
+export const domainsConfig = { ...alertsConfig, ...filesConfig, ...identityConfig, ...secretsConfig };
 
 // WORKER_CONCURRENCY_ALERT_INGESTION=200 and so on: one variable per queue.
 const concurrencyVar = (queue: QueueName) => `WORKER_CONCURRENCY_${queue.toUpperCase().replace(/-/g, "_")}`;
@@ -70,10 +71,11 @@ export function withConcurrency<T extends z.infer<typeof workerConfigSchema>>(
   return { ...c, concurrency };
 }
 
-// The API always serves /v1/secrets; a worker only when it serves the `encryption` queue.
+// The API always serves /v1/secrets and authenticates callers; a worker serves secrets only when
+// it serves the `encryption` queue, and authenticates no one.
 export const loadApiConfig = (overrides?: Record<string, string | undefined>): ApiConfig => {
   const c = loadConfig(apiConfigSchema, overrides);
-  exitOnConfigIssues(secretsConfigIssues(c));
+  exitOnConfigIssues([...secretsConfigIssues(c), ...identityConfigIssues(c)]);
   return c;
 };
 export const loadWorkerConfig = (overrides?: Record<string, string | undefined>): WorkerConfig => {
@@ -81,19 +83,31 @@ export const loadWorkerConfig = (overrides?: Record<string, string | undefined>)
   if (c.WORKER_QUEUES.includes("encryption")) exitOnConfigIssues(secretsConfigIssues(c));
   return c;
 };
+/** The server keys the all-in-one start keeps in its data dir (dev/kept-secrets.ts). */
+export const KEPT_KEY_NAMES = [
+  "JOB_SEAL_KEY",
+  "SECRETS_KDF_SALT",
+  "API_KEY_HASH_KEY",
+  "ACCOUNT_DATA_KEY",
+  "JWT_SIGNING_KEY",
+] as const;
+export type KeptKeys = Partial<Pick<AllInOneConfig, (typeof KEPT_KEY_NAMES)[number]>>;
+
 /**
  * The all-in-one start's config. Outside production, what the start keeps in its data dir
- * (`kept`) stands in for JOB_SEAL_KEY and SECRETS_KDF_SALT when the environment leaves them unset.
+ * (`kept`) stands in for the server keys the environment leaves unset, and anonymous callers may
+ * use secrets and files (the seeds' clients send no credentials) unless ANONYMOUS_ACCESS says
+ * otherwise.
  */
 export const loadAllInOneConfig = (
   overrides: Record<string, string | undefined> = {},
-  kept: Partial<Pick<AllInOneConfig, "JOB_SEAL_KEY" | "SECRETS_KDF_SALT">> = {},
+  kept: KeptKeys = {},
 ): AllInOneConfig => {
   const c = withConcurrency(loadConfig(allInOneConfigSchema, overrides));
   if (c.NODE_ENV !== "production") {
-    c.JOB_SEAL_KEY ??= kept.JOB_SEAL_KEY;
-    c.SECRETS_KDF_SALT ??= kept.SECRETS_KDF_SALT;
+    for (const name of KEPT_KEY_NAMES) c[name] ??= kept[name];
+    c.ANONYMOUS_ACCESS ??= ["secrets", "files"];
   }
-  exitOnConfigIssues(secretsConfigIssues(c));
+  exitOnConfigIssues([...secretsConfigIssues(c), ...identityConfigIssues(c)]);
   return c;
 };

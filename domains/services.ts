@@ -8,12 +8,14 @@ import { type AlertsService, createAlertsService } from "./alerts/service.js";
 import type { DomainsConfig } from "./config.js";
 import type { Connections } from "./connections.js";
 import { createFilesService, type FilesService } from "./files/service.js";
+import { createIdentityService, type IdentityService } from "./identity/service.js";
 import { usesDevKdfSalt } from "./secrets/keys.js";
 import { createSecretsService, type SecretsService } from "./secrets/service.js";
 
 export interface Services {
   alerts: AlertsService;
   files: FilesService;
+  identity: IdentityService;
   secrets: SecretsService;
 }
 
@@ -25,6 +27,7 @@ export function buildServices(
   const services: Services = {
     alerts: createAlertsService(config, connections),
     files: createFilesService(config, connections),
+    identity: createIdentityService(config, connections),
     secrets: createSecretsService(config, connections),
   };
   for (const [name, service] of Object.entries(services))

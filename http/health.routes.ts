@@ -1,8 +1,9 @@
 // Liveness, readiness (Redis and Postgres reachable, Redis not full) and Prometheus metrics.
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Logger } from "../lib/logger.js";
 import { isRedisFull, redisMemory } from "../lib/redis.js";
 import { withTimeout } from "../lib/timeout.js";
+import { guardedRoute, PUBLIC } from "./access.js";
 import type { AppEnv } from "./context.js";
 import type { Metrics } from "./metrics.js";
 
@@ -34,7 +35,7 @@ const readySchema = z.object({
   checks: z.object({ redis: checkSchema, postgres: checkSchema }),
 });
 
-const health = createRoute({
+const health = guardedRoute(PUBLIC, {
   method: "get",
   path: "/health",
   tags: ["operations"],
@@ -47,7 +48,7 @@ const health = createRoute({
   },
 });
 
-const ready = createRoute({
+const ready = guardedRoute(PUBLIC, {
   method: "get",
   path: "/ready",
   tags: ["operations"],
@@ -61,7 +62,7 @@ const ready = createRoute({
   },
 });
 
-const metricsRoute = createRoute({
+const metricsRoute = guardedRoute(PUBLIC, {
   method: "get",
   path: "/metrics",
   tags: ["operations"],

@@ -22,6 +22,7 @@ export function installRequestContext(app: OpenAPIHono<AppEnv>, deps: AppDeps, m
     await next();
     const seconds = (performance.now() - started) / 1000;
     const route = routePath(c);
+    const caller = c.get("caller");
     metrics.observe(c.req.method, route, c.res.status, seconds);
     // Probes and the dashboard's once-a-second poll would drown the log at info when they succeed.
     const level = c.res.status < 400 && QUIET_ROUTES.has(route) ? "debug" : "info";
@@ -32,6 +33,7 @@ export function installRequestContext(app: OpenAPIHono<AppEnv>, deps: AppDeps, m
         path: c.req.path,
         route,
         status: c.res.status,
+        ...(caller?.kind === "account" ? { account: caller.accountId, key: caller.keyId } : {}),
         ms: Math.round(seconds * 1e4) / 10,
       },
       "request",

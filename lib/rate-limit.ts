@@ -4,13 +4,23 @@ import type { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { AppError, isDependencyDown, serviceUnavailable } from "./errors.js";
 
+/** Where a key stands in its window after a consume: what the RateLimit headers report. */
+export interface RateLimitState {
+  limit: number;
+  remaining: number;
+  /** Seconds until the window resets. */
+  resetSeconds: number;
+}
+
 export interface RateLimit {
+  readonly points: number;
+  readonly windowSeconds: number;
   /**
    * Takes `points` from `key`'s window. Past the limit: AppError RATE_LIMITED with the seconds
    * left in the window as Retry-After. Concurrent callers cannot all pass one check: the count is
    * taken in one atomic step, before the caller does what is limited.
    */
-  consume(key: string, points?: number): Promise<void>;
+  consume(key: string, points?: number): Promise<RateLimitState>;
   /** Gives points back: what was reserved turned out not to count (a success, an error of ours). */
   reward(key: string, points?: number): Promise<void>;
 }
@@ -41,10 +51,17 @@ export function createRateLimit(redis: Redis, opts: RateLimitOptions): RateLimit
       ? { insuranceLimiter: new RateLimiterMemory({ points: opts.points, duration: opts.windowSeconds }) }
       : {}),
   });
+  const stateOf = (res: RateLimiterRes): RateLimitState => ({
+    limit: opts.points,
+    remaining: Math.max(0, res.remainingPoints),
+    resetSeconds: Math.max(0, Math.ceil(res.msBeforeNext / 1000)),
+  });
   return {
+    points: opts.points,
+    windowSeconds: opts.windowSeconds,
     async consume(key, points = 1) {
       try {
-        await limiter.consume(key, points);
+        return stateOf(await limiter.consume(key, points));
       } catch (err) {
         if (err instanceof RateLimiterRes)
           throw new AppError(

@@ -107,7 +107,9 @@ export function createQueue(
 
 /**
  * Validates the payload against the contract and adds the job under an unguessable id
- * (or `opts.jobId` when the caller chose one, as idempotent submissions do).
+ * (or `opts.jobId` when the caller chose one, as idempotent submissions do). `owners` are the
+ * tenants whose job it is (GET /v1/jobs answers them, and operators); they ride in the job's data
+ * beside the payload, which processors parse without them.
  */
 export async function enqueue<C extends QueueContract, N extends JobName<C>>(
   queue: Queue,
@@ -115,11 +117,24 @@ export async function enqueue<C extends QueueContract, N extends JobName<C>>(
   name: N,
   payload: JobPayload<C, N>,
   opts: JobsOptions = {},
+  owners?: readonly string[],
 ): Promise<Job> {
   const schema = contract.jobs[name];
   if (!schema) throw new Error(`queue ${contract.name} has no job ${name}`);
-  const data = schema.parse(payload);
-  return queue.add(name, data, { ...opts, jobId: opts.jobId ?? randomId() });
+  const data = schema.parse(payload) as object;
+  return queue.add(name, owners === undefined ? data : { ...data, [JOB_OWNERS_FIELD]: owners }, {
+    ...opts,
+    jobId: opts.jobId ?? randomId(),
+  });
+}
+
+/** The field of a job's data that names its owners (see enqueue). */
+export const JOB_OWNERS_FIELD = "owners";
+
+/** The tenants a job belongs to; a job enqueued before jobs had owners is the anonymous tenant's. */
+export function jobOwners(job: Job): readonly string[] | undefined {
+  const owners = (job.data as Record<string, unknown> | undefined)?.[JOB_OWNERS_FIELD];
+  return Array.isArray(owners) ? (owners as string[]) : undefined;
 }
 
 /** Parses a job's data in the processor: a payload may come from an older deploy. */

@@ -1,9 +1,21 @@
 import { randomUUID } from "node:crypto";
 import type { Job } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateApiKey } from "../../domains/identity/api-keys.js";
 import { createTestContext, eventually, type TestContext } from "../../test/helpers/context.js";
 
 let t: TestContext;
+/** A GET as an ops account of `ctx` (alerts are read by operators), made on first use. */
+const opsKeys = new WeakMap<TestContext, Promise<{ "X-API-Key": string }>>();
+function asOps(ctx: TestContext, path: string) {
+  let headers = opsKeys.get(ctx);
+  if (!headers) {
+    headers = ctx.account("ops").then((a) => a.headers);
+    opsKeys.set(ctx, headers);
+  }
+  return headers.then((h) => ctx.app.request(path, { headers: h }));
+}
+
 beforeAll(async () => {
   t = await createTestContext();
   t.startWorkers();
@@ -32,7 +44,7 @@ const post = (body: unknown, headers: Record<string, string> = {}) =>
   });
 
 const getAlert = async (id: string): Promise<Alert | undefined> => {
-  const res = await t.app.request(`/v1/alerts/${id}`);
+  const res = await asOps(t, `/v1/alerts/${id}`);
   return res.status === 200 ? ((await res.json()) as Alert) : undefined;
 };
 
@@ -343,13 +355,13 @@ describe("GET /v1/alerts and /v1/alerts/stats", () => {
   });
 
   it("lists newest first with filters and cursor pagination", async () => {
-    const page1 = await t.app.request(`/v1/alerts?service=${svc("A")}&limit=2`);
+    const page1 = await asOps(t, `/v1/alerts?service=${svc("A")}&limit=2`);
     expect(page1.status).toBe(200);
     const p1 = (await page1.json()) as { items: Alert[]; nextCursor: string | null };
     expect(p1.items.map((a) => a.alertId)).toEqual([`${runId}-3`, `${runId}-2`]);
     expect(p1.nextCursor).toEqual(expect.any(String));
     const p2 = (await (
-      await t.app.request(`/v1/alerts?service=${svc("A")}&limit=2&cursor=${p1.nextCursor}`)
+      await asOps(t, `/v1/alerts?service=${svc("A")}&limit=2&cursor=${p1.nextCursor}`)
     ).json()) as {
       items: Alert[];
       nextCursor: string | null;
@@ -357,28 +369,28 @@ describe("GET /v1/alerts and /v1/alerts/stats", () => {
     expect(p2.items.map((a) => a.alertId)).toEqual([`${runId}-1`]);
     expect(p2.nextCursor).toBeNull();
 
-    const byStatus = (await (
-      await t.app.request(`/v1/alerts?service=${svc("A")}&status=RESOLVED`)
-    ).json()) as { items: Alert[] };
+    const byStatus = (await (await asOps(t, `/v1/alerts?service=${svc("A")}&status=RESOLVED`)).json()) as {
+      items: Alert[];
+    };
     expect(byStatus.items.map((a) => a.alertId).sort()).toEqual([`${runId}-1`, `${runId}-2`]);
     const byResponder = (await (
-      await t.app.request(`/v1/alerts?responder=Bob&from=${minutes(0)}&to=${minutes(3)}`)
+      await asOps(t, `/v1/alerts?responder=Bob&from=${minutes(0)}&to=${minutes(3)}`)
     ).json()) as { items: Alert[] };
     expect(byResponder.items.map((a) => a.alertId)).toEqual(
       expect.arrayContaining([`${runId}-3`, `${runId}-4`]),
     );
-    const byName = (await (
-      await t.app.request(`/v1/alerts?name=Disk%20full&service=${svc("B")}`)
-    ).json()) as { items: Alert[] };
+    const byName = (await (await asOps(t, `/v1/alerts?name=Disk%20full&service=${svc("B")}`)).json()) as {
+      items: Alert[];
+    };
     expect(byName.items.map((a) => a.alertId)).toEqual([`${runId}-4`]);
     const range = (await (
-      await t.app.request(`/v1/alerts?service=${svc("A")}&from=${minutes(1)}&to=${minutes(1)}`)
+      await asOps(t, `/v1/alerts?service=${svc("A")}&from=${minutes(1)}&to=${minutes(1)}`)
     ).json()) as { items: Alert[] };
     expect(range.items.map((a) => a.alertId)).toEqual([`${runId}-2`]);
   });
 
   it("computes counts, MTTA and MTTR in SQL, per group too", async () => {
-    const res = await t.app.request(`/v1/alerts/stats?service=${svc("A")}`);
+    const res = await asOps(t, `/v1/alerts/stats?service=${svc("A")}`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({
       total: 3,
@@ -393,9 +405,7 @@ describe("GET /v1/alerts and /v1/alerts/stats", () => {
         p95: 1_170_000,
       },
     });
-    const grouped = (await (
-      await t.app.request(`/v1/alerts/stats?responder=Bob&groupBy=service`)
-    ).json()) as {
+    const grouped = (await (await asOps(t, `/v1/alerts/stats?responder=Bob&groupBy=service`)).json()) as {
       groups: { key: string; total: number; byStatus: Record<string, number> }[];
     };
     const mine = grouped.groups.filter((g) => g.key.endsWith(runId));
@@ -414,7 +424,7 @@ describe("GET /v1/alerts and /v1/alerts/stats", () => {
   });
 
   it("answers nulls when nothing qualifies", async () => {
-    const res = await t.app.request("/v1/alerts/stats?service=nobody-here");
+    const res = await asOps(t, "/v1/alerts/stats?service=nobody-here");
     expect(await res.json()).toEqual({
       total: 0,
       byStatus: { TRIGGERED: 0, ACKNOWLEDGED: 0, RESOLVED: 0 },
@@ -435,12 +445,12 @@ describe("GET /v1/alerts and /v1/alerts/stats", () => {
       "name=a%00b",
       "service=%00",
     ]) {
-      const res = await t.app.request(`/v1/alerts${q.startsWith("groupBy") ? "/stats" : ""}?${q}`);
+      const res = await asOps(t, `/v1/alerts${q.startsWith("groupBy") ? "/stats" : ""}?${q}`);
       expect(res.status, q).toBe(400);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("VALIDATION_FAILED");
     }
-    expect((await t.app.request("/v1/alerts/a%00b")).status).toBe(400);
-    const missing = await t.app.request(`/v1/alerts/${randomUUID()}`);
+    expect((await asOps(t, "/v1/alerts/a%00b")).status).toBe(400);
+    const missing = await asOps(t, `/v1/alerts/${randomUUID()}`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe("NOT_FOUND");
   });
@@ -459,7 +469,7 @@ describe("a failed alerts query", () => {
     try {
       // A schema the code does not expect: every query on the column fails.
       await broken.deps.database.sql`alter table alerts rename column service_name to renamed`;
-      const res = await broken.app.request(`/v1/alerts?service=${marker}`);
+      const res = await asOps(broken, `/v1/alerts?service=${marker}`);
       expect(res.status).toBe(500);
       noFilterValueIn(broken, "unhandled error");
       expect(broken.logs.some((l) => l.includes("42703") && l.includes("select"))).toBe(true);
@@ -471,7 +481,10 @@ describe("a failed alerts query", () => {
   it("logs an unreachable Postgres without the query's parameters", async () => {
     const cutOff = await createTestContext({ DATABASE_URL: "postgres://postgres@127.0.0.1:1/conveyor" });
     try {
-      const res = await cutOff.app.request(`/v1/alerts/stats?responder=${marker}`);
+      // The key cannot even be looked up: Postgres is where keys are.
+      const res = await cutOff.app.request(`/v1/alerts/stats?responder=${marker}`, {
+        headers: { "X-API-Key": generateApiKey() },
+      });
       expect(res.status).toBe(503);
       noFilterValueIn(cutOff, "dependency unavailable");
     } finally {

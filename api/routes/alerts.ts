@@ -1,13 +1,13 @@
 // Alerts: event ingestion (enqueue only; the `alert-ingestion` worker merges into Postgres),
 // queries with filters and cursor pagination, and MTTA/MTTR statistics computed in SQL.
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { MiddlewareHandler } from "hono";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import { ALERT_STATUSES } from "../../db/schema/alerts.js";
 import { type AlertFilters, decodeCursor } from "../../domains/alerts/queries.js";
+import { tenantOf } from "../../domains/identity/caller.js";
+import { type Access, ANY_ROLE, guardedRoute, OPERATORS } from "../../http/access.js";
 import type { AppEnv } from "../../http/context.js";
 import { AppError, serviceUnavailable } from "../../lib/errors.js";
 import { pgInstant, pgText } from "../../lib/postgres-values.js";
-import { secureEqual } from "../../lib/secure-compare.js";
 import { alertEventSchema, alertIngestionQueue } from "../../queues/alert-ingestion.js";
 import { accepted, submitJob } from "../job-submission.js";
 import { errorResponses, jobSubmissionHeaders, jobSubmissionResponses, validationHook } from "../openapi.js";
@@ -70,7 +70,15 @@ const statsSchema = z
   })
   .openapi("AlertStats");
 
-const postEvent = createRoute({
+/**
+ * The stock emitter sends no credentials: anyone may post events unless ALERTS_INGEST_TOKEN is
+ * set (then that Bearer token); accounts of any role may post with their own credentials.
+ */
+const INGEST_ACCESS: Access = { roles: ANY_ROLE, anonymous: "alert-emitters" };
+/** Alerts and their statistics are for operators (and the operator dashboard). */
+const READ_ACCESS: Access = { roles: OPERATORS };
+
+const postEvent = guardedRoute(INGEST_ACCESS, {
   method: "post",
   path: "/v1/alerts/events",
   tags: ["alerts"],
@@ -84,11 +92,11 @@ const postEvent = createRoute({
   },
   responses: {
     ...jobSubmissionResponses,
-    ...errorResponses(400, 401, 413, 415),
+    ...errorResponses(400, 413, 415),
   },
 });
 
-const listRoute = createRoute({
+const listRoute = guardedRoute(READ_ACCESS, {
   method: "get",
   path: "/v1/alerts",
   tags: ["alerts"],
@@ -113,7 +121,7 @@ const listRoute = createRoute({
   },
 });
 
-const statsRoute = createRoute({
+const statsRoute = guardedRoute(READ_ACCESS, {
   method: "get",
   path: "/v1/alerts/stats",
   tags: ["alerts"],
@@ -128,7 +136,7 @@ const statsRoute = createRoute({
   },
 });
 
-const getRoute = createRoute({
+const getRoute = guardedRoute(READ_ACCESS, {
   method: "get",
   path: "/v1/alerts/{alertId}",
   tags: ["alerts"],
@@ -140,23 +148,7 @@ const getRoute = createRoute({
   },
 });
 
-/** Bearer token on ingestion, only when ALERTS_INGEST_TOKEN is configured (the stock emitter sends none). */
-const ingestAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const token = c.get("deps").config.ALERTS_INGEST_TOKEN;
-  if (token !== undefined) {
-    const header = c.req.header("Authorization") ?? "";
-    const presented = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? "";
-    if (!secureEqual(presented, token)) {
-      c.header("WWW-Authenticate", 'Bearer realm="alerts"');
-      throw new AppError("UNAUTHORIZED", "a valid Bearer token is required to ingest alert events");
-    }
-  }
-  await next();
-};
-
 export const alertsRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-
-alertsRoutes.use("/v1/alerts/events", ingestAuth);
 
 alertsRoutes
   .openapi(postEvent, async (c) => {
@@ -165,7 +157,7 @@ alertsRoutes
     if (c.req.header("Idempotency-Key") !== undefined || c.req.header("Prefer") !== undefined)
       return submitJob(c, { contract: alertIngestionQueue, name: "alerts.ingest", payload: event });
     if (c.get("deps").redis.status !== "ready") throw serviceUnavailable("Redis");
-    const jobId = await c.get("services").alerts.submit(event);
+    const jobId = await c.get("services").alerts.submit(event, tenantOf(c.get("caller")));
     return accepted(c, alertIngestionQueue.name, jobId);
   })
   .openapi(listRoute, async (c) => {

@@ -4,9 +4,10 @@
 
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { type FileManifest, fileNameProblem } from "../../domains/files/store.js";
+import { type Access, ANY_ROLE, guardedRoute } from "../../http/access.js";
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
 import { AppError, serviceUnavailable } from "../../lib/errors.js";
@@ -129,7 +130,10 @@ const rangeHeaders = z.object({
   "if-range": z.string().optional().openapi({ description: "The ETag; the range is ignored if it changed" }),
 });
 
-const putRoute = createRoute({
+/** Any account, on its own files; anonymous callers too when ANONYMOUS_ACCESS lists files. */
+const FILES_ACCESS: Access = { roles: ANY_ROLE, anonymous: "files" };
+
+const putRoute = guardedRoute(FILES_ACCESS, {
   method: "put",
   path: "/v1/files/{name}",
   tags: ["files"],
@@ -144,7 +148,7 @@ const putRoute = createRoute({
   },
 });
 
-const getRoute = createRoute({
+const getRoute = guardedRoute(FILES_ACCESS, {
   method: "get",
   path: "/v1/files/{name}",
   tags: ["files"],
@@ -153,7 +157,7 @@ const getRoute = createRoute({
   responses: downloadResponses,
 });
 
-const deleteRoute = createRoute({
+const deleteRoute = guardedRoute(FILES_ACCESS, {
   method: "delete",
   path: "/v1/files/{name}",
   tags: ["files"],
@@ -162,7 +166,7 @@ const deleteRoute = createRoute({
   responses: { 204: { description: "Deleted" }, ...errorResponses(400, 404) },
 });
 
-const listRoute = createRoute({
+const listRoute = guardedRoute(FILES_ACCESS, {
   method: "get",
   path: "/v1/files",
   tags: ["files"],
@@ -176,7 +180,7 @@ const listRoute = createRoute({
   },
 });
 
-const verifyRoute = createRoute({
+const verifyRoute = guardedRoute(FILES_ACCESS, {
   method: "post",
   path: "/v1/files/{name}/verify",
   tags: ["files"],
@@ -188,7 +192,7 @@ const verifyRoute = createRoute({
   },
 });
 
-const legacyUploadRoute = createRoute({
+const legacyUploadRoute = guardedRoute(FILES_ACCESS, {
   method: "post",
   path: "/upload/{fileName}",
   tags: ["files (compatibility)"],
@@ -203,7 +207,7 @@ const legacyUploadRoute = createRoute({
   },
 });
 
-const legacyDownloadRoute = createRoute({
+const legacyDownloadRoute = guardedRoute(FILES_ACCESS, {
   method: "get",
   path: "/download/{fileName}",
   tags: ["files (compatibility)"],

@@ -1,8 +1,9 @@
 // Secrets: HTTP around the secrets domain (domains/secrets/). Stores are sealed and enqueued on
 // `encryption` (the worker derives the key and writes); retrieval decrypts in the API.
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { type Access, ANY_ROLE, guardedRoute } from "../../http/access.js";
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
 import { jsonText } from "../../http/json-text.js";
@@ -107,7 +108,10 @@ const secretSchema = z.object({ id: z.string(), value: z.unknown() }).openapi("S
 
 const secretStoredSchema = z.object({ id: z.string(), stored: z.literal(true) }).openapi("SecretStored");
 
-const storeRoute = createRoute({
+/** Any account, on its own secrets; anonymous callers too when ANONYMOUS_ACCESS lists secrets. */
+const SECRETS_ACCESS: Access = { roles: ANY_ROLE, anonymous: "secrets" };
+
+const storeRoute = guardedRoute(SECRETS_ACCESS, {
   method: "post",
   path: SECRETS_PATH,
   tags: ["secrets"],
@@ -130,7 +134,7 @@ const storeRoute = createRoute({
   },
 });
 
-const retrieveRoute = createRoute({
+const retrieveRoute = guardedRoute(SECRETS_ACCESS, {
   method: "post",
   path: `${SECRETS_PATH}/retrieve`,
   tags: ["secrets"],

@@ -42,7 +42,7 @@ export function createAlertsService(
    * a job carries one event and adds no latency. While Redis is slow to answer, at most
    * ALERTS_MAX_QUEUED events wait here; later ones get 503 at once, so memory stays bounded.
    */
-  type PendingEnqueue = { event: AlertEvent; jobId: string };
+  type PendingEnqueue = { event: AlertEvent; tenant: string; jobId: string };
   const enqueuer = createBatcher<PendingEnqueue>({
     maxBatch: ALERT_EVENTS_PER_JOB,
     maxInFlight: 4,
@@ -61,9 +61,10 @@ export function createAlertsService(
         queues.get(alertIngestionQueue.name),
         alertIngestionQueue,
         "alerts.ingestBatch",
-        {
-          events: items.map((i) => i.event),
-        },
+        { events: items.map((i) => i.event) },
+        {},
+        // Every caller whose event rides in the job may read its status.
+        [...new Set(items.map((i) => i.tenant))],
       );
       for (const item of items) item.jobId = job.id ?? "";
     },
@@ -98,9 +99,9 @@ export function createAlertsService(
   const db = (): Db => database.db;
 
   return {
-    /** Enqueues the event in a shared `alerts.ingestBatch` job; resolves to that job's id. */
-    async submit(event: AlertEvent): Promise<string> {
-      const pending = { event, jobId: "" };
+    /** Enqueues `tenant`'s event in a shared `alerts.ingestBatch` job; resolves to that job's id. */
+    async submit(event: AlertEvent, tenant: string): Promise<string> {
+      const pending = { event, tenant, jobId: "" };
       await enqueuer.add(pending);
       return pending.jobId;
     },

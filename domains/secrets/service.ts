@@ -74,7 +74,7 @@ export function createSecretsService(
 
   /** Takes `address`'s RATE_LIMITED refusals from `limit`, logging each one. */
   async function consumeOrLog(
-    limit: { consume(key: string): Promise<void> },
+    limit: { consume(key: string): Promise<unknown> },
     address: string,
     log: Logger,
     context: Record<string, unknown>,

@@ -9,6 +9,8 @@ import {
   withConcurrency,
   workerConfigSchema,
 } from "../../domains/config.js";
+import type { Role } from "../../domains/identity/caller.js";
+import { type AccountView, COMMAND_LINE_ACTOR } from "../../domains/identity/service.js";
 import { buildServices } from "../../domains/services.js";
 import type { AppDeps } from "../../http/context.js";
 import { buildAppDeps } from "../../http/server.js";
@@ -39,6 +41,21 @@ export function captureLogs(): { stream: Writable; lines: string[] } {
 /** A fixed JOB_SEAL_KEY for tests (random bytes, used nowhere else): secrets need one. */
 export const TEST_SEAL_KEY = "ro3j0hWgEnXPoaSB1qHPGp5WAL9va2umGsnB5rXaVWo=";
 
+/** Fixed identity keys for tests (random bytes, used nowhere else): the API needs them. */
+export const TEST_IDENTITY_ENV = {
+  API_KEY_HASH_KEY: "8Jw0p1mC0GqKXc1qvUo2s1Q7wLxY3c9QHk0vN2m5T4E=",
+  ACCOUNT_DATA_KEY: "Qn4h5VvXr8m2p0sK7c1Zt9yWb3d6fG8jL2oR5uA1eI0=",
+  JWT_SIGNING_KEY: "c2Vjb25kLXRlc3Qta2V5LWZvci1qd3Qtc2lnbmluZyE=",
+} as const;
+
+/** An account made for a test, with its one API key and the headers that present it. */
+export interface TestAccount {
+  account: AccountView;
+  keyId: string;
+  secret: string;
+  headers: { "X-API-Key": string };
+}
+
 export interface TestContext {
   app: App;
   deps: AppDeps;
@@ -48,6 +65,8 @@ export interface TestContext {
   logs: string[];
   logger: Logger;
   workerConfig: WorkerConfig;
+  /** A new account of `role` with an API key, made as the keys command would. */
+  account(role: Role, fields?: { name?: string; email?: string }): Promise<TestAccount>;
   /** Starts the real workers in this process (all queues unless told otherwise). */
   startWorkers(overrides?: Record<string, string>): RunningWorkers;
   close(): Promise<void>;
@@ -64,6 +83,9 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     LOG_LEVEL: "info",
     MIGRATE_ON_START: "false",
     JOB_SEAL_KEY: TEST_SEAL_KEY,
+    ...TEST_IDENTITY_ENV,
+    // The seeds' clients send no credentials; tests of accounts use ctx.account().
+    ANONYMOUS_ACCESS: "secrets,files",
     ...overrides,
   };
   const config: ApiConfig = parseConfig(apiConfigSchema, env);
@@ -84,6 +106,21 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     logs: lines,
     logger,
     workerConfig,
+    async account(role, fields = {}) {
+      const made = await deps.services.identity.createAccount(COMMAND_LINE_ACTOR, {
+        role,
+        name: fields.name ?? `test ${role}`,
+        email: fields.email,
+        withKey: { name: "test" },
+      });
+      const secret = made.secret as string;
+      return {
+        account: made.account,
+        keyId: made.key?.id as string,
+        secret,
+        headers: { "X-API-Key": secret },
+      };
+    },
     startWorkers(workerOverrides = {}) {
       const cfg = withConcurrency(parseConfig(workerConfigSchema, { ...env, ...workerOverrides }));
       // Services of the workers' own, from the workers' config, over the app's connections.
