@@ -14,9 +14,10 @@ describe("config at process start", () => {
     expect(worker.stderr()).toMatch(/REDIS_URL/);
   });
 
-  it("makes an API process without JOB_SEAL_KEY exit with a message naming it", async () => {
+  it("makes an API process without its server keys exit with a message naming each", async () => {
     const api = startProcess("api", "api/server.ts", { ...base, MIGRATE_ON_START: "false" });
     expect(await api.waitForExit()).toEqual({ code: 78, signal: null });
-    expect(api.stderr()).toMatch(/JOB_SEAL_KEY/);
+    for (const name of ["JOB_SEAL_KEY", "API_KEY_HASH_KEY", "ACCOUNT_DATA_KEY", "JWT_SIGNING_KEY"])
+      expect(api.stderr()).toMatch(new RegExp(name));
   });
 });

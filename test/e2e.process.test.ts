@@ -10,8 +10,9 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadTestEnv } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
 import { createRedis, deleteKeys, waitForRedis } from "../lib/redis.js";
-import { eventually, uniquePrefix } from "./helpers/context.js";
+import { eventually, TEST_IDENTITY_ENV, uniquePrefix } from "./helpers/context.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.js";
+import { openTestIdentity, type TestIdentity } from "./helpers/identity.js";
 import { type ChildHandle, freePort, killAll, type LogLine, startProcess } from "./helpers/processes.js";
 
 type Status = "TRIGGERED" | "ACKNOWLEDGED" | "RESOLVED";
@@ -28,11 +29,16 @@ let db: TestDatabase;
 let api: ChildHandle;
 let workers: ChildHandle[];
 let base: string;
+let identity: TestIdentity;
+/** An ops account's key: alerts are read by operators. */
+let opsHeaders: Record<string, string>;
 let connection: Redis;
 let queue: Queue;
 
 beforeAll(async () => {
   db = await createTestDatabase();
+  identity = openTestIdentity({ databaseUrl: db.url, redisUrl, prefix });
+  opsHeaders = (await identity.account("ops")).headers;
   connection = createRedis(redisUrl, "worker", createLogger({ level: "silent" }));
   await waitForRedis(connection);
   queue = new Queue("alert-ingestion", { connection, prefix });
@@ -45,6 +51,7 @@ beforeAll(async () => {
     MIGRATE_ON_START: "false",
     LOG_LEVEL: "info",
     JOB_SEAL_KEY: randomBytes(32).toString("base64"),
+    ...TEST_IDENTITY_ENV,
   };
   api = startProcess("api", "api/server.ts", { ...env, PORT: String(port), HOST: "127.0.0.1" });
   const workerEnv = { ...env, WORKER_QUEUES: "alert-ingestion", SHUTDOWN_TIMEOUT_MS: "10000" };
@@ -63,6 +70,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await killAll();
+  await identity?.close();
   await queue?.close();
   // Every queue's keys, not only this one's: the API process opened a Queue per contract.
   if (connection) await deleteKeys(connection, `${prefix}:*`);
@@ -168,7 +176,7 @@ it("ingests hundreds of events through two worker processes into the right final
   }, 30_000);
 
   const alerts = await inParallel(expected, 16, async (e) => {
-    const res = await fetch(`${base}/v1/alerts/${e.alertId}`);
+    const res = await fetch(`${base}/v1/alerts/${e.alertId}`, { headers: opsHeaders });
     expect(res.status).toBe(200);
     return (await res.json()) as Expected;
   });
@@ -182,7 +190,7 @@ it("ingests hundreds of events through two worker processes into the right final
   ).toEqual(expected);
 
   const count = (s: Status) => expected.filter((e) => e.status === s).length;
-  const stats = (await (await fetch(`${base}/v1/alerts/stats`)).json()) as {
+  const stats = (await (await fetch(`${base}/v1/alerts/stats`, { headers: opsHeaders })).json()) as {
     total: number;
     byStatus: Record<Status, number>;
   };
