@@ -37,6 +37,7 @@ import {
   createDatabase,
   fmt,
   freePort,
+  identityEnv,
   intArg,
   machineTicks,
   note,
@@ -903,6 +904,7 @@ async function main(): Promise<number> {
     // The API serves /v1/secrets too and refuses to start in production without these.
     JOB_SEAL_KEY: rawEnv("JOB_SEAL_KEY") ?? randomBytes(32).toString("base64"),
     SECRETS_KDF_SALT: rawEnv("SECRETS_KDF_SALT") ?? randomBytes(16).toString("hex"),
+    ...identityEnv(),
     ...(opts.poolMax ? { DB_POOL_MAX: String(opts.poolMax) } : {}),
   };
   const api = startChild(

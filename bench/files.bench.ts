@@ -33,6 +33,7 @@ import {
   cpuProfArgs,
   fmt,
   freePort,
+  identityEnv,
   intArg,
   machineTicks,
   note,
@@ -475,6 +476,7 @@ async function main(): Promise<number> {
     // Settings the API insists on for its other routes; nothing here uses them.
     JOB_SEAL_KEY: randomBytes(32).toString("base64"),
     SECRETS_KDF_SALT: randomBytes(16).toString("hex"),
+    ...identityEnv(["files"]),
   };
   const api = launch(
     "api",

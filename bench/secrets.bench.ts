@@ -31,6 +31,7 @@ import {
   createDatabase,
   fmt,
   freePort,
+  identityEnv,
   intArg,
   note,
   out,
@@ -307,6 +308,7 @@ async function main(): Promise<number> {
     QUEUE_PREFIX: prefix,
     JOB_SEAL_KEY: randomBytes(32).toString("base64"),
     SECRETS_KDF_SALT: randomBytes(16).toString("hex"),
+    ...identityEnv(["secrets"]),
     // Room for the retrieval family plus every store (the retrieval asks for `ret-*` only).
     SECRETS_MAX_MATCHES: String(RETRIEVAL_RECORDS),
   };

@@ -1,5 +1,7 @@
 // What the benchmarks share: options, output, cleanup, children, /proc CPU, run's database and Redis keys.
+
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import path from "node:path";
@@ -253,4 +255,24 @@ export function redisDeletingKeysAtCleanup(redisUrl: string, prefix: string): Re
 /** The Redis server's process id (from INFO), when it reports one. */
 export async function redisServerPid(redis: Redis): Promise<number | undefined> {
   return Number(/process_id:(\d+)/.exec(await redis.info("server"))?.[1]) || undefined;
+}
+
+/**
+ * What an API child needs to authenticate callers: fresh identity keys, and rate limits out of the
+ * way (a benchmark measures the work, not the limiter's refusals). `anonymous`: the areas callers
+ * without credentials may use (ANONYMOUS_ACCESS), as the seeds' clients do.
+ */
+export function identityEnv(anonymous: readonly ("secrets" | "files")[] = []): Record<string, string> {
+  const key = () => randomBytes(32).toString("base64");
+  const unlimited = String(1_000_000_000);
+  return {
+    API_KEY_HASH_KEY: key(),
+    ACCOUNT_DATA_KEY: key(),
+    JWT_SIGNING_KEY: key(),
+    ANONYMOUS_ACCESS: anonymous.join(","),
+    AUTH_FAILURES_PER_ADDRESS: unlimited,
+    ...Object.fromEntries(
+      ["ADMIN", "OPS", "QUANT", "CLIENT", "ANONYMOUS"].map((role) => [`RATE_LIMIT_${role}`, unlimited]),
+    ),
+  };
 }

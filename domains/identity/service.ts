@@ -19,9 +19,10 @@ import {
   createTokenKeys,
   type IssuedToken,
   issueToken,
+  type TokenClaims,
   TokenError,
   type TokenKeys,
-  verifyToken,
+  verifyTokenExpiry,
 } from "./tokens.js";
 
 /** Who made a change, for the audit log: an API caller, or the keys command (no account). */
@@ -109,7 +110,7 @@ export function createIdentityService(
 
   // Built on first use, like the secrets domain's keys: a worker never authenticates anyone, so
   // only the processes that serve the API must configure them (identityConfigIssues).
-  let keys: { hash: Buffer; email: EmailKeys; tokens: TokenKeys } | undefined;
+  let keys: { hash: Buffer; email: EmailKeys; tokens: Promise<TokenKeys> } | undefined;
   function serverKeys() {
     if (keys) return keys;
     const { API_KEY_HASH_KEY: hash, ACCOUNT_DATA_KEY: data, JWT_SIGNING_KEY: signing } = config;
@@ -228,6 +229,28 @@ export function createIdentityService(
   const flushTimer = setInterval(() => void flushLastUsed(), config.API_KEY_LAST_USED_FLUSH_SECONDS * 1000);
   flushTimer.unref();
 
+  // Tokens verified here recently, until they expire: a client sends the same token for its whole
+  // life, and checking a signature costs more than the rest of authentication. A token is found
+  // only by its exact text, so nothing unverified is ever taken from here; whether its key still
+  // stands is checked on every request all the same.
+  const verifiedTokens = new Map<string, { claims: TokenClaims; validUntilMs: number }>();
+  async function verifiedClaims(token: string): Promise<TokenClaims> {
+    const known = verifiedTokens.get(token);
+    if (known && known.validUntilMs > Date.now()) return known.claims;
+    if (known) verifiedTokens.delete(token);
+    const verified = await verifyTokenExpiry(
+      await serverKeys().tokens,
+      token,
+      config.JWT_CLOCK_TOLERANCE_SECONDS,
+    );
+    if (config.API_KEY_CACHE_MAX > 0) {
+      if (verifiedTokens.size >= config.API_KEY_CACHE_MAX)
+        verifiedTokens.delete(verifiedTokens.keys().next().value as string);
+      verifiedTokens.set(token, verified);
+    }
+    return verified.claims;
+  }
+
   // ---- Authentication ---------------------------------------------------------------------------
   async function grantBy(lookup: { hash: Buffer } | { id: string }): Promise<q.KeyGrantRow | undefined> {
     listen();
@@ -322,9 +345,9 @@ export function createIdentityService(
 
     /** The account behind an access token, whose key must still be good (revoking it revokes its tokens). */
     async authenticateToken(token: string): Promise<AccountCaller> {
-      let claims: Awaited<ReturnType<typeof verifyToken>>;
+      let claims: TokenClaims;
       try {
-        claims = await verifyToken(serverKeys().tokens, token, config.JWT_CLOCK_TOLERANCE_SECONDS);
+        claims = await verifiedClaims(token);
       } catch (err) {
         if (err instanceof TokenError) throw new AuthenticationError(err.message);
         throw err;
@@ -378,9 +401,9 @@ export function createIdentityService(
     },
 
     /** An access token for a caller who presented an API key. */
-    issueToken(caller: AccountCaller): Promise<IssuedToken> {
+    async issueToken(caller: AccountCaller): Promise<IssuedToken> {
       return issueToken(
-        serverKeys().tokens,
+        await serverKeys().tokens,
         { accountId: caller.accountId, role: caller.role, keyId: caller.keyId },
         config.JWT_TTL_SECONDS,
       );
@@ -613,6 +636,7 @@ export function createIdentityService(
       await flushLastUsed();
       if (subscriber) await subscriber.quit().catch(() => subscriber?.disconnect());
       cache.clear();
+      verifiedTokens.clear();
     },
   };
 }

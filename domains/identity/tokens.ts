@@ -3,7 +3,7 @@
 // them), `iat`, `exp`, `jti`, and `kid` in the header naming the signing key, so keys can rotate:
 // JWT_SIGNING_KEY signs, JWT_VERIFY_KEYS_ACCEPTED still verify. Verification allows HS256 only:
 // `alg: none` and any other algorithm are refused, so no algorithm confusion is possible.
-import { createHmac } from "node:crypto";
+import { createHmac, webcrypto } from "node:crypto";
 import { errors, jwtVerify, SignJWT } from "jose";
 import { randomId } from "../../lib/ids.js";
 import { decodeKey } from "../../lib/sealing.js";
@@ -15,27 +15,33 @@ export const TOKEN_AUDIENCE = "conveyor-api";
 
 interface SigningKey {
   kid: string;
-  key: Uint8Array;
+  key: webcrypto.CryptoKey;
 }
 
 export interface TokenKeys {
   signing: SigningKey;
   /** Every key a token may verify with, by kid (the signing key included). */
-  byKid: ReadonlyMap<string, Uint8Array>;
+  byKid: ReadonlyMap<string, webcrypto.CryptoKey>;
 }
 
 /** A key's id: the first 8 bytes of an HMAC of a fixed label under it, hex. Safe to show. */
 const keyId = (key: Buffer) =>
   createHmac("sha256", key).update("conveyor/identity/jwt-kid/v1").digest().subarray(0, 8).toString("hex");
 
-export function createTokenKeys(signing: string, accepted: readonly string[] = []): TokenKeys {
-  const byKid = new Map<string, Uint8Array>();
+// Imported once: handing jose raw bytes would import the key again on every sign and verify,
+// which costs more than the HMAC itself.
+const hmacKey = (key: Buffer) =>
+  webcrypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+
+export async function createTokenKeys(signing: string, accepted: readonly string[] = []): Promise<TokenKeys> {
+  const byKid = new Map<string, webcrypto.CryptoKey>();
   for (const base64 of [signing, ...accepted]) {
     const key = decodeKey(base64);
-    byKid.set(keyId(key), new Uint8Array(key));
+    byKid.set(keyId(key), await hmacKey(key));
   }
   const signingKey = decodeKey(signing);
-  return { signing: { kid: keyId(signingKey), key: new Uint8Array(signingKey) }, byKid };
+  const kid = keyId(signingKey);
+  return { signing: { kid, key: byKid.get(kid) as webcrypto.CryptoKey }, byKid };
 }
 
 export interface TokenClaims {
@@ -79,6 +85,15 @@ export async function verifyToken(
   token: string,
   clockToleranceSeconds: number,
 ): Promise<TokenClaims> {
+  return (await verifyTokenExpiry(keys, token, clockToleranceSeconds)).claims;
+}
+
+/** verifyToken, and when the token stops being valid (ms, its exp plus the tolerance). */
+export async function verifyTokenExpiry(
+  keys: TokenKeys,
+  token: string,
+  clockToleranceSeconds: number,
+): Promise<{ claims: TokenClaims; validUntilMs: number }> {
   try {
     const { payload } = await jwtVerify(
       token,
@@ -96,10 +111,18 @@ export async function verifyToken(
         typ: "JWT",
       },
     );
-    const { sub, role, akid } = payload as { sub?: unknown; role?: unknown; akid?: unknown };
+    const { sub, role, akid, exp } = payload as {
+      sub?: unknown;
+      role?: unknown;
+      akid?: unknown;
+      exp?: number;
+    };
     if (typeof sub !== "string" || typeof akid !== "string" || !(ROLES as readonly unknown[]).includes(role))
       throw new TokenError("the token's claims are not ours");
-    return { accountId: sub, role: role as Role, keyId: akid };
+    return {
+      claims: { accountId: sub, role: role as Role, keyId: akid },
+      validUntilMs: ((exp as number) + clockToleranceSeconds) * 1000,
+    };
   } catch (err) {
     if (err instanceof TokenError) throw err;
     if (err instanceof errors.JWTExpired) throw new TokenError("the token has expired");
