@@ -27,7 +27,7 @@ export async function upsertSecrets(sql: Sql, writes: readonly SecretWrite[]): P
     select distinct on (id) id, decode(ciphertext, 'base64'), seq
     from unnest(${ids}::text[], ${ciphertexts}::text[], ${seqs}::int8[]) as t(id, ciphertext, seq)
     order by id, seq desc
-    on conflict (id) do update set ciphertext = excluded.ciphertext, seq = excluded.seq, updated_at = now()
+    on conflict (tenant, id) do update set ciphertext = excluded.ciphertext, seq = excluded.seq, updated_at = now()
     where s.seq < excluded.seq`;
 }
 
