@@ -14,6 +14,7 @@ import { AppError } from "../lib/errors.js";
 import { validationHook } from "./openapi.js";
 import { alertsRoutes } from "./routes/alerts.js";
 import { filesRoutes, isFileUpload } from "./routes/files.js";
+import { identityRoutes } from "./routes/identity.js";
 import { jobsRoutes } from "./routes/jobs.js";
 import { isSecretStore, secretsRoutes } from "./routes/secrets.js";
 import { mountSwaggerUi } from "./swagger-ui.js";
@@ -49,6 +50,7 @@ export function createApp(deps: AppDeps) {
   });
 
   app.route("/", healthRoutes(metrics));
+  app.route("/", identityRoutes);
   app.route("/", jobsRoutes);
   app.route("/", alertsRoutes);
   app.route("/", filesRoutes);

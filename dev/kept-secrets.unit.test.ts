@@ -25,7 +25,8 @@ describe("keptSecrets (npm start's salt and seal key)", () => {
     expect(first.file).toBe(join(dataDir, KEPT_SECRETS_FILE));
     expect((await stat(first.file)).mode & 0o777).toBe(0o600);
     expect(first.secrets.SECRETS_KDF_SALT.length).toBeGreaterThanOrEqual(16);
-    expect(decodeKey(first.secrets.JOB_SEAL_KEY)).toHaveLength(32);
+    for (const key of ["JOB_SEAL_KEY", "API_KEY_HASH_KEY", "ACCOUNT_DATA_KEY", "JWT_SIGNING_KEY"] as const)
+      expect(decodeKey(first.secrets[key])).toHaveLength(32);
     expect(JSON.parse(await readFile(first.file, "utf8"))).toEqual(first.secrets);
 
     const again = await keptSecrets(dataDir);
@@ -33,6 +34,22 @@ describe("keptSecrets (npm start's salt and seal key)", () => {
     expect((await keptSecrets(await tempDir())).secrets.SECRETS_KDF_SALT).not.toBe(
       first.secrets.SECRETS_KDF_SALT,
     );
+  });
+
+  it("adds the identity keys to an install made before them, keeping its salt and seal key", async () => {
+    const dataDir = await tempDir();
+    const older = {
+      SECRETS_KDF_SALT: "an-older-install-salt-0123",
+      JOB_SEAL_KEY: Buffer.alloc(32, 7).toString("base64"),
+    };
+    await writeFile(join(dataDir, KEPT_SECRETS_FILE), JSON.stringify(older), { mode: 0o600 });
+    const upgraded = await keptSecrets(dataDir);
+    expect(upgraded.created).toBe(true);
+    expect(upgraded.secrets).toMatchObject(older);
+    expect(decodeKey(upgraded.secrets.API_KEY_HASH_KEY)).toHaveLength(32);
+    expect(JSON.parse(await readFile(upgraded.file, "utf8"))).toEqual(upgraded.secrets);
+    expect((await stat(upgraded.file)).mode & 0o777).toBe(0o600);
+    expect(await keptSecrets(dataDir)).toEqual({ ...upgraded, created: false });
   });
 
   it("refuses a file it cannot read, rather than replace the salt records need", async () => {

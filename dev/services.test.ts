@@ -72,10 +72,14 @@ describe("formatStartBanner", () => {
       },
       workers: [{ queue: "alert-ingestion", concurrency: 256 }],
       dashboards: { enabled: true, user: "admin", generatedPassword: "pw-0123456789abcdef" },
+      bootstrapAdminKey: "cvy_bootstrapkey",
+      anonymousAccess: ["secrets", "files"],
     });
     expect(text).not.toContain("s3cret");
     expect(text).toContain("postgres://app:***@db:5432/conveyor");
     expect(text).toContain("admin / pw-0123456789abcdef");
     expect(text).toContain("http://localhost:3000/admin/queues");
+    expect(text).toContain("cvy_bootstrapkey");
+    expect(text).toContain("ON for secrets, files");
   });
 });

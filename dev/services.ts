@@ -113,6 +113,10 @@ export interface StartBanner {
   dashboards:
     | { enabled: true; user: string; generatedPassword?: string }
     | { enabled: false; reason: string };
+  /** The admin API key made on this install's first run: printed once, never again. */
+  bootstrapAdminKey?: string | undefined;
+  /** The areas callers without credentials may use (ANONYMOUS_ACCESS); empty: none. */
+  anonymousAccess: readonly string[];
 }
 
 /** The human-readable block `npm start` prints beside the JSON logs. */
@@ -133,6 +137,19 @@ export function formatStartBanner(b: StartBanner): string {
           ),
         ]
       : [row("Login", `${d.user} / the password in ADMIN_PASSWORD`)];
+  const adminKey = b.bootstrapAdminKey
+    ? [
+        row("Admin key", b.bootstrapAdminKey),
+        row("", "made on this first run and shown only here: keep it (X-API-Key or Authorization: Bearer)"),
+      ]
+    : [row("Admin key", "made on the first run; `npm run keys -- create --role admin` makes another")];
+  const anonymous =
+    b.anonymousAccess.length > 0
+      ? row(
+          "Anonymous",
+          `ON for ${b.anonymousAccess.join(", ")} (one shared tenant); ANONYMOUS_ACCESS= turns it off`,
+        )
+      : row("Anonymous", "off: every /v1 request needs a key or token");
   return [
     "",
     "  Conveyor is running: the API, the workers and the dashboards, in this one process.",
@@ -145,6 +162,8 @@ export function formatStartBanner(b: StartBanner): string {
     row("Readiness", `${b.baseUrl}/ready`),
     "",
     ...login,
+    ...adminKey,
+    anonymous,
     "",
     serverRow("Postgres", b.services.postgres),
     serverRow("Redis", b.services.redis),

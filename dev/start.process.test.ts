@@ -68,8 +68,11 @@ async function waitReady(p: ChildHandle, port: number, timeoutMs = 45_000): Prom
   throw new Error(`not ready within ${timeoutMs} ms:\n${banner(p)}\n${p.stderr()}`);
 }
 
-/** Posts an alert event and waits for the row: only a worker writes alerts. */
-async function alertRoundTrip(port: number): Promise<void> {
+/** The admin API key the first run prints in its block. */
+const printedAdminKey = (p: ChildHandle) => /Admin key\s+(cvy_\w+)/.exec(banner(p))?.[1];
+
+/** Posts an alert event and waits for the row (read with an operator's key): only a worker writes alerts. */
+async function alertRoundTrip(port: number, operatorKey: string): Promise<void> {
   const alertId = randomUUID();
   const res = await fetch(`http://127.0.0.1:${port}/v1/alerts/events`, {
     method: "POST",
@@ -89,7 +92,9 @@ async function alertRoundTrip(port: number): Promise<void> {
   expect(res.status).toBe(202);
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
-    const got = await fetch(`http://127.0.0.1:${port}/v1/alerts/${alertId}`);
+    const got = await fetch(`http://127.0.0.1:${port}/v1/alerts/${alertId}`, {
+      headers: { "x-api-key": operatorKey },
+    });
     if (got.status === 200) {
       expect(await got.json()).toMatchObject({ alertId, name: "start-all", status: "TRIGGERED" });
       return;
@@ -162,7 +167,21 @@ describe("npm start (dev/start.ts)", () => {
     const basic = `Basic ${Buffer.from(`admin:${password}`).toString("base64")}`;
     expect((await fetch(dashboard, { headers: { authorization: basic } })).status).toBe(200);
 
-    await alertRoundTrip(port);
+    // The first run's admin key: printed once, in the block, and it lets its holder in.
+    const adminKey = printedAdminKey(p);
+    expect(adminKey).toBeDefined();
+    expect(everything.split(adminKey!).length - 1).toBe(1);
+    expect(text).toContain("Anonymous    ON for secrets, files");
+    const me = await fetch(`http://127.0.0.1:${port}/v1/accounts/me`, {
+      headers: { "x-api-key": adminKey! },
+    });
+    expect(me.status).toBe(200);
+    expect(await me.json()).toMatchObject({ role: "admin" });
+    expect((await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.json())) as unknown).toMatchObject({
+      anonymousAccess: ["secrets", "files"],
+    });
+
+    await alertRoundTrip(port, adminKey!);
 
     p.child.kill("SIGTERM");
     expect(await p.waitForExit(20_000)).toEqual({ code: 0, signal: null });
@@ -199,6 +218,8 @@ describe("npm start (dev/start.ts)", () => {
 
     const first = start();
     await waitReady(first, port);
+    const adminKey = printedAdminKey(first);
+    expect(adminKey).toBeDefined();
     const file = join(dir, KEPT_SECRETS_FILE);
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const kept = JSON.parse(await readFile(file, "utf8")) as KeptSecrets;
@@ -246,6 +267,12 @@ describe("npm start (dev/start.ts)", () => {
     const second = start();
     await waitReady(second, port);
     expect(JSON.parse(await readFile(file, "utf8"))).toEqual(kept);
+    // No second admin key; the first one still opens (the key it is hashed under was kept).
+    expect(printedAdminKey(second)).toBeUndefined();
+    const me = await fetch(`http://127.0.0.1:${port}/v1/accounts/me`, {
+      headers: { "x-api-key": adminKey! },
+    });
+    expect(me.status).toBe(200);
     expect(await retrieve("before-restart")).toEqual([
       { id: "before-restart", value: "stored by the first run" },
     ]);
@@ -289,7 +316,7 @@ describe("npm start (dev/start.ts)", () => {
     await sql.end();
     expect(await redisAnswers(redisUrl![1]!)).toBe(true);
 
-    await alertRoundTrip(port);
+    await alertRoundTrip(port, printedAdminKey(p)!);
 
     p.child.kill("SIGTERM");
     expect(await p.waitForExit(30_000)).toEqual({ code: 0, signal: null });

@@ -10,6 +10,7 @@ import { resolveOperatorCredentials } from "../dashboards/operator-auth.js";
 import { migrateDatabase } from "../db/migrate.js";
 import { loadAllInOneConfig } from "../domains/config.js";
 import { openConnections } from "../domains/connections.js";
+import { COMMAND_LINE_ACTOR } from "../domains/identity/service.js";
 import { buildServices } from "../domains/services.js";
 import { buildAppDeps, listen } from "../http/server.js";
 import { createLogger } from "../lib/logger.js";
@@ -42,7 +43,7 @@ const planned = loadAllInOneConfig(
   kept.secrets,
 );
 const logger = createLogger({ level: planned.LOG_LEVEL, name: "conveyor" });
-if (kept.created) logger.info({ file: kept.file }, "made a secrets salt and a seal key for this install");
+if (kept.created) logger.info({ file: kept.file }, "made the server keys of this install");
 const shutdown = createShutdownRegistry(logger, planned.SHUTDOWN_TIMEOUT_MS);
 exitOnSignals(shutdown, logger);
 // Closing the terminal sends SIGHUP, whose default ends Node at once; the servers this start
@@ -69,6 +70,11 @@ try {
   const deps = { ...buildAppDeps(config, logger, shutdown), devDashboardsPassword: generatedPassword };
   // Printed as the dashboards themselves decide it, so the block cannot promise another login.
   const credentials = resolveOperatorCredentials(deps);
+
+  // The first run makes an admin account and key, printed once below, as the dashboard password.
+  const bootstrap = await deps.services.identity.bootstrapAdmin(COMMAND_LINE_ACTOR);
+  if (bootstrap)
+    logger.info({ accountId: bootstrap.account.id, keyId: bootstrap.key.id }, "made the first admin key");
 
   // Connections and services of their own, as in a worker process: a burst of API requests
   // cannot starve the workers.
@@ -107,6 +113,8 @@ try {
             generatedPassword: credentials.source === "dev" ? credentials.password : undefined,
           }
         : { enabled: false, reason: credentials.reason },
+      bootstrapAdminKey: bootstrap?.secret,
+      anonymousAccess: config.ANONYMOUS_ACCESS ?? [],
     }),
   );
 } catch (err) {

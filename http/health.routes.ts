@@ -33,6 +33,10 @@ const checkSchema = z.object({ ok: z.boolean(), ms: z.number() });
 const readySchema = z.object({
   status: z.enum(["ready", "unavailable"]),
   checks: z.object({ redis: checkSchema, postgres: checkSchema }),
+  anonymousAccess: z.array(z.string()).openapi({
+    description:
+      "The areas callers without credentials may use (ANONYMOUS_ACCESS), all in one anonymous tenant; [] when off",
+  }),
 });
 
 const health = guardedRoute(PUBLIC, {
@@ -91,6 +95,7 @@ export function healthRoutes(metrics: Metrics) {
       const body = {
         status: ok ? ("ready" as const) : ("unavailable" as const),
         checks: { redis: redisCheck, postgres: postgresCheck },
+        anonymousAccess: c.get("deps").config.ANONYMOUS_ACCESS ?? [],
       };
       if (ok) return c.json(body, 200);
       c.header("Retry-After", "5");

@@ -164,6 +164,13 @@ describe("docker-compose.yml", () => {
     }
   });
 
+  it("gives the API its identity keys to supply, and leaves anonymous access off", () => {
+    const { values, supplied } = interpolate(environment(service("api")));
+    for (const name of ["API_KEY_HASH_KEY", "ACCOUNT_DATA_KEY", "JWT_SIGNING_KEY"])
+      expect(supplied.has(name), `${name} must be supplied by the operator`).toBe(true);
+    expect(apiConfigSchema.shape.ANONYMOUS_ACCESS.parse(values.ANONYMOUS_ACCESS)).toEqual([]);
+  });
+
   it("publishes the port the API listens on", () => {
     const api = service("api");
     const port = environment(api).PORT;

@@ -60,6 +60,13 @@ export async function listAccounts(
     limit ${q.limit}`;
 }
 
+/** Whether an admin account that is not disabled exists. */
+export async function hasActiveAdmin(sql: Queryable): Promise<boolean> {
+  const [row] = await sql<{ found: boolean }[]>`
+    select exists (select 1 from accounts where role = 'admin' and disabled_at is null) as found`;
+  return row?.found ?? false;
+}
+
 export async function updateAccount(
   sql: Queryable,
   id: string,

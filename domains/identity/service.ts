@@ -299,6 +299,48 @@ export function createIdentityService(
     return { row, secret };
   }
 
+  /** A key for the account, with its audit event: the secret is in the answer, and only there. */
+  async function addKey(
+    tx: q.Queryable,
+    actor: Actor,
+    accountId: string,
+    opts: { name?: string | undefined; expiresAt?: Date | null | undefined },
+  ): Promise<{ key: KeyView; secret: string }> {
+    const { row, secret } = await createKeyRow(tx, accountId, opts);
+    await audit(tx, actor, {
+      action: "key.create",
+      targetType: "key",
+      targetId: row.id,
+      details: { accountId, prefix: row.prefix, expiresAt: iso(row.expiresAt) },
+    });
+    return { key: keyView(row), secret };
+  }
+
+  /** An account, with its audit event. */
+  async function addAccount(
+    tx: q.Queryable,
+    actor: Actor,
+    input: { role: Role; name: string; email?: string | undefined },
+    details: Record<string, unknown> = {},
+  ): Promise<AccountView> {
+    const id = randomId("acc_");
+    const email = input.email === undefined ? undefined : sealedEmail(id, input.email);
+    const row = await q.insertAccount(tx, {
+      id,
+      role: input.role,
+      name: input.name,
+      emailSealed: email?.sealed ?? null,
+      emailIndex: email?.index ?? null,
+    });
+    await audit(tx, actor, {
+      action: "account.create",
+      targetType: "account",
+      targetId: id,
+      details: { role: input.role, name: input.name, email: input.email !== undefined, ...details },
+    });
+    return accountView(row);
+  }
+
   const audit = (
     tx: q.Queryable,
     actor: Actor,
@@ -421,37 +463,31 @@ export function createIdentityService(
         withKey?: { name?: string; expiresAt?: Date | null };
       },
     ): Promise<{ account: AccountView; key?: KeyView; secret?: string }> {
-      const id = randomId("acc_");
-      const email = input.email === undefined ? undefined : sealedEmail(id, input.email);
       try {
         return await sql.begin(async (tx) => {
-          const row = await q.insertAccount(tx, {
-            id,
-            role: input.role,
-            name: input.name,
-            emailSealed: email?.sealed ?? null,
-            emailIndex: email?.index ?? null,
-          });
-          await audit(tx, actor, {
-            action: "account.create",
-            targetType: "account",
-            targetId: id,
-            details: { role: input.role, name: input.name, email: input.email !== undefined },
-          });
-          if (!input.withKey) return { account: accountView(row) };
-          const { row: key, secret } = await createKeyRow(tx, id, input.withKey);
-          await audit(tx, actor, {
-            action: "key.create",
-            targetType: "key",
-            targetId: key.id,
-            details: { accountId: id, prefix: key.prefix, expiresAt: iso(key.expiresAt) },
-          });
-          return { account: accountView(row), key: keyView(key), secret };
+          const account = await addAccount(tx, actor, input);
+          if (!input.withKey) return { account };
+          return { account, ...(await addKey(tx, actor, account.id, input.withKey)) };
         });
       } catch (err) {
         if (isUniqueViolation(err)) throw emailTaken();
         throw err;
       }
+    },
+
+    /**
+     * The first admin account and its key, when no admin account stands yet (npm start's first
+     * run); undefined when there is one. Two starts at once make one admin between them.
+     */
+    async bootstrapAdmin(
+      actor: Actor,
+    ): Promise<{ account: AccountView; key: KeyView; secret: string } | undefined> {
+      return sql.begin(async (tx) => {
+        await tx`select pg_advisory_xact_lock(hashtext('conveyor:identity:bootstrap-admin'))`;
+        if (await q.hasActiveAdmin(tx)) return undefined;
+        const account = await addAccount(tx, actor, { role: "admin", name: "admin" }, { bootstrap: true });
+        return { account, ...(await addKey(tx, actor, account.id, { name: "bootstrap" })) };
+      });
     },
 
     async getAccount(id: string): Promise<AccountView | undefined> {
@@ -531,14 +567,7 @@ export function createIdentityService(
     ): Promise<{ key: KeyView; secret: string }> {
       return sql.begin(async (tx) => {
         await existingAccount(tx, input.accountId);
-        const { row, secret } = await createKeyRow(tx, input.accountId, input);
-        await audit(tx, actor, {
-          action: "key.create",
-          targetType: "key",
-          targetId: row.id,
-          details: { accountId: input.accountId, prefix: row.prefix, expiresAt: iso(row.expiresAt) },
-        });
-        return { key: keyView(row), secret };
+        return addKey(tx, actor, input.accountId, input);
       });
     },
 
