@@ -540,7 +540,8 @@ describe("Redis down", () => {
     for (const alertId of [before, during]) {
       await eventually(
         async () =>
-          (await c.app.request(`/v1/alerts/${alertId}`, { headers: ops.headers })).status === 200 || undefined,
+          (await c.app.request(`/v1/alerts/${alertId}`, { headers: ops.headers })).status === 200 ||
+          undefined,
       );
     }
   });
