@@ -110,6 +110,34 @@ describe("dashboards without operator credentials configured", () => {
     ).toBe(200);
   });
 
+  it("opens to an ops or admin API key (header, Bearer, or as the Basic password), not to other roles", async () => {
+    const admin = await t.account("admin");
+    const operator = await t.account("ops");
+    const client = await t.account("client");
+    const token = (await (
+      await t.app.request("/v1/tokens", { method: "POST", headers: operator.headers })
+    ).json()) as { access_token: string };
+    for (const path of PROTECTED) {
+      for (const headers of [
+        admin.headers,
+        { "x-api-key": operator.secret },
+        { authorization: `Bearer ${token.access_token}` },
+        basic("anyone", operator.secret),
+      ])
+        expect((await t.app.request(path, { headers })).status, `${path} ${JSON.stringify(headers)}`).toBe(
+          200,
+        );
+      const refused = await t.app.request(path, { headers: basic("", client.secret) });
+      expect(refused.status).toBe(403);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("FORBIDDEN");
+    }
+    await t.app.request(`/v1/keys/${operator.keyId}/revoke`, { method: "POST", headers: admin.headers });
+    const message = await expectUnauthorized(
+      await t.app.request("/dashboard", { headers: basic("anyone", operator.secret) }),
+    );
+    expect(message).toMatch(/revoked/);
+  });
+
   it("names the one variable that is missing", async () => {
     const before = t.logs.length;
     const app = createApp({ ...t.deps, config: { ...t.deps.config, ADMIN_USER: "ops" } });

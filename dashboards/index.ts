@@ -1,5 +1,6 @@
 // Operator surfaces mounted into the API process: Bull Board at /admin/queues and the
-// operator page at /dashboard, both behind HTTP Basic credentials.
+// operator page at /dashboard, both behind the operator login (HTTP Basic) or an ops or admin
+// API key.
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../http/context.js";
@@ -22,7 +23,7 @@ export function mountDashboards(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   if (!credentials.enabled)
     deps.logger.warn(
       { paths: [OPERATOR_PAGE_PATH, BULL_BOARD_PATH] },
-      `${credentials.reason}; set both to open the operator dashboards`,
+      `${credentials.reason}; only ops and admin API keys open the operator dashboards (set both to open them with a password too)`,
     );
   else if (credentials.source === "dev")
     deps.logger.info(

@@ -1,9 +1,20 @@
-// Who may open the operator surfaces: HTTP Basic against ADMIN_USER / ADMIN_PASSWORD (or the
-// all-in-one dev start's generated password), failed logins throttled per address, and a
-// same-origin rule for anything that writes.
+// Who may open the operator surfaces: an ops or admin account's API key or access token (as a
+// header, or as the password of HTTP Basic, which a browser prompts for), or HTTP Basic against
+// ADMIN_USER / ADMIN_PASSWORD (or the all-in-one dev start's generated password); failed logins
+// throttled per address, and a same-origin rule for anything that writes.
 
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { Redis } from "ioredis";
+import { looksLikeApiKey } from "../domains/identity/api-keys.js";
+import { ANONYMOUS } from "../domains/identity/caller.js";
+import {
+  type Access,
+  AUTH_REALM,
+  type AuthorizeMiddleware,
+  admitCaller,
+  OPERATORS,
+  parseBasicAuth,
+} from "../http/access.js";
 import { clientAddress } from "../http/client-address.js";
 import type { AppDeps, AppEnv } from "../http/context.js";
 import { sendError } from "../http/errors.js";
@@ -11,7 +22,6 @@ import { AppError } from "../lib/errors.js";
 import { createRateLimit, type RateLimit } from "../lib/rate-limit.js";
 import { secureEqual } from "../lib/secure-compare.js";
 
-export const AUTH_REALM = "conveyor";
 /** The user name of the all-in-one dev start when ADMIN_USER is not set. */
 export const DEV_USER = "admin";
 
@@ -37,17 +47,6 @@ export function resolveOperatorCredentials(
   };
 }
 
-/** user and password of an `Authorization: Basic …` header, or undefined when there is none. */
-export function parseBasicAuth(header: string | undefined): { user: string; password: string } | undefined {
-  const encoded = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "")?.[1];
-  if (!encoded) return undefined;
-  const decoded = Buffer.from(encoded, "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  // RFC 7617: the user id cannot contain a colon, the password can.
-  if (colon < 0) return undefined;
-  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
-}
-
 /** Failed operator logins allowed per address per window, before 429. */
 export const FAILED_LOGIN_LIMIT = 10;
 export const FAILED_LOGIN_WINDOW_SECONDS = 60;
@@ -65,12 +64,34 @@ export const createFailedLoginLimit = (redis: Redis, prefix: string): RateLimit 
     whenRedisIsDown: "memory",
   });
 
-export function operatorAuth(
-  credentials: OperatorCredentials,
-  failedLogins: RateLimit,
-): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
+/** The declaration of the operator surfaces, for the route walk and the docs. */
+export const OPERATOR_ACCESS: Access = { roles: OPERATORS, operatorLogin: true };
+
+const basicChallenge = (c: Context<AppEnv>) => {
+  c.header("WWW-Authenticate", `Basic realm="${AUTH_REALM}", charset="UTF-8"`);
+  c.header("Cache-Control", "no-store");
+};
+
+/** Whether a request brings an account's credential rather than the operator login's password. */
+function bringsAccountCredential(c: Context<AppEnv>, basic: { password: string } | undefined): boolean {
+  if (basic) return looksLikeApiKey(basic.password);
+  return c.req.header("X-API-Key") !== undefined || c.req.header("Authorization") !== undefined;
+}
+
+export function operatorAuth(credentials: OperatorCredentials, failedLogins: RateLimit): AuthorizeMiddleware {
+  const middleware: MiddlewareHandler<AppEnv> = async (c, next) => {
     const presented = parseBasicAuth(c.req.header("Authorization"));
+    if (bringsAccountCredential(c, presented)) {
+      // The API's own authentication: its failed-authentication limit, its cache, 401 or 403.
+      try {
+        c.set("caller", await admitCaller(c, OPERATOR_ACCESS));
+      } catch (err) {
+        // A browser asked for Basic credentials: it prompts again on the Basic challenge only.
+        if (err instanceof AppError && err.code === "UNAUTHORIZED") basicChallenge(c);
+        throw err;
+      }
+      return next();
+    }
     if (credentials.enabled && presented) {
       const address = clientAddress(c);
       // Reserved before the check, so concurrent guesses cannot all pass one count made before any
@@ -89,21 +110,22 @@ export function operatorAuth(
           .catch((err: Error) =>
             c.get("log").warn({ err: { message: err.message } }, "dashboards: could not give a login back"),
           );
+        c.set("caller", ANONYMOUS);
         return next();
       }
     }
     // RFC 7235 requires the challenge on every 401, even when no credentials can succeed; the
     // body then says why, and the reason was logged when the dashboards were mounted.
-    c.header("WWW-Authenticate", `Basic realm="${AUTH_REALM}", charset="UTF-8"`);
-    c.header("Cache-Control", "no-store");
+    basicChallenge(c);
     return sendError(
       c,
       "UNAUTHORIZED",
       credentials.enabled
-        ? "operator credentials are required"
-        : `${credentials.reason}; the operator dashboards refuse every request`,
+        ? "operator credentials are required: the operator login, or an ops or admin API key"
+        : `${credentials.reason}; only an ops or admin API key (as the Basic password) opens the dashboards`,
     );
   };
+  return Object.assign(middleware, { access: OPERATOR_ACCESS });
 }
 
 const UNSAFE_METHOD = /^(?!GET$|HEAD$|OPTIONS$)/;

@@ -31,6 +31,11 @@ export interface Access {
   anonymous?: "public" | AnonymousArea | "alert-emitters" | "anonymous-tenant";
   /** Only an API key will do, not an access token (the token exchange itself). */
   apiKeyOnly?: boolean;
+  /**
+   * The operator surfaces: the configured operator login (HTTP Basic, ADMIN_USER/ADMIN_PASSWORD)
+   * lets in too, and an API key may come as a Basic password, which a browser can prompt for.
+   */
+  operatorLogin?: boolean;
 }
 
 export const ANY_ROLE: readonly Role[] = ROLES;
@@ -64,14 +69,32 @@ type Presented =
   | { kind: "other"; value: string };
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
+/** user and password of an `Authorization: Basic …` header, or undefined when there is none. */
+export function parseBasicAuth(header: string | undefined): { user: string; password: string } | undefined {
+  const encoded = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "")?.[1];
+  if (!encoded) return undefined;
+  const decoded = Buffer.from(encoded, "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  // RFC 7617: the user id cannot contain a colon, the password can.
+  if (colon < 0) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
 const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]*$/;
 
-/** The credential of a request: `X-API-Key`, or `Authorization: Bearer <key or token>`. */
-function presentedCredential(c: Context<AppEnv>): Presented | "malformed" | undefined {
+/**
+ * The credential of a request: `X-API-Key`, or `Authorization: Bearer <key or token>`; on the
+ * operator surfaces also an API key as the password of `Authorization: Basic`.
+ */
+function presentedCredential(c: Context<AppEnv>, access: Access): Presented | "malformed" | undefined {
   const apiKey = c.req.header("X-API-Key");
   if (apiKey !== undefined) return { kind: "api-key", value: apiKey.trim() };
   const authorization = c.req.header("Authorization");
   if (authorization === undefined) return undefined;
+  if (access.operatorLogin) {
+    const password = parseBasicAuth(authorization)?.password;
+    if (password !== undefined) return { kind: "api-key", value: password };
+  }
   const value = BEARER.exec(authorization)?.[1];
   if (value === undefined) return "malformed";
   if (looksLikeApiKey(value)) return { kind: "api-key", value };
@@ -92,7 +115,7 @@ function unauthorized(c: Context<AppEnv>, message: string, presented: boolean): 
 async function authenticate(c: Context<AppEnv>, access: Access): Promise<Caller> {
   const { config } = c.get("deps");
   const identity = c.get("services").identity;
-  const credential = presentedCredential(c);
+  const credential = presentedCredential(c, access);
   if (credential === undefined) {
     if (anonymousAllowed(access, config)) return ANONYMOUS;
     throw unauthorized(
@@ -147,6 +170,17 @@ function rateLimitHeaders(
   c.header("RateLimit", `"account";r=${state.remaining};t=${state.resetSeconds}`);
 }
 
+/** The caller of a request to a route declared with `access`: 401 or 403 when it may not call. */
+export async function admitCaller(c: Context<AppEnv>, access: Access): Promise<Caller> {
+  const caller = await authenticate(c, access);
+  if (caller.kind === "account" && !access.roles.includes(caller.role))
+    throw new AppError(
+      "FORBIDDEN",
+      `this route is for ${access.roles.join(", ")} accounts; this credential's account is ${caller.role}`,
+    );
+  return caller;
+}
+
 /** The middleware of a route declared with `access`. */
 export function authorize(access: Access): AuthorizeMiddleware {
   const middleware: MiddlewareHandler<AppEnv> = async (c, next) => {
@@ -154,12 +188,7 @@ export function authorize(access: Access): AuthorizeMiddleware {
       c.set("caller", ANONYMOUS);
       return next();
     }
-    const caller = await authenticate(c, access);
-    if (caller.kind === "account" && !access.roles.includes(caller.role))
-      throw new AppError(
-        "FORBIDDEN",
-        `this route is for ${access.roles.join(", ")} accounts; this credential's account is ${caller.role}`,
-      );
+    const caller = await admitCaller(c, access);
     c.set("caller", caller);
     // Emitters posting alert events anonymously are bounded by the queue's depth limit instead:
     // they are one tenant's worth of machines, not a client to ration.
