@@ -477,6 +477,53 @@ describe("GET /v1/jobs/{queue}/{id}", () => {
   });
 });
 
+describe("per tenant", () => {
+  it("keeps Idempotency-Keys apart: the same key and request from two accounts make two jobs", async () => {
+    const [a, b] = [await idle.account("client"), await idle.account("client")];
+    const key = `shared-${randomUUID()}`;
+    const body = event();
+    const jobOf = async (headers: Record<string, string>) => {
+      const res = await submit(idle, body, { "Idempotency-Key": key, ...headers });
+      expect(res.status).toBe(202);
+      return ((await res.json()) as Accepted).job.id;
+    };
+    const ofA = await jobOf(a.headers);
+    const ofB = await jobOf(b.headers);
+    const anonymous = await jobOf({});
+    expect(new Set([ofA, ofB, anonymous]).size).toBe(3);
+    // Each still replays its own.
+    expect(await jobOf(a.headers)).toBe(ofA);
+    expect(await jobOf(b.headers)).toBe(ofB);
+    expect(await jobOf({})).toBe(anonymous);
+  });
+
+  it("shows a job to the account that submitted it and to operators; to anyone else it does not exist", async () => {
+    const [owner, other, quant, ops, admin] = await Promise.all([
+      idle.account("client"),
+      idle.account("client"),
+      idle.account("quant"),
+      idle.account("ops"),
+      idle.account("admin"),
+    ]);
+    const res = await submit(idle, event(), owner.headers);
+    const { statusUrl } = ((await res.json()) as Accepted).job;
+    for (const headers of [owner.headers, ops.headers, admin.headers])
+      expect((await idle.app.request(statusUrl, { headers })).status).toBe(200);
+    const anonymousJob = ((await (await submit(idle, event())).json()) as Accepted).job.statusUrl;
+    for (const [url, headers] of [
+      [statusUrl, other.headers],
+      [statusUrl, quant.headers],
+      [statusUrl, {}],
+      [anonymousJob, owner.headers],
+    ] as const) {
+      const refused = await idle.app.request(url, { headers });
+      expect(refused.status).toBe(404);
+      expect(((await refused.json()) as ErrorJson).error.code).toBe("NOT_FOUND");
+    }
+    expect((await idle.app.request(anonymousJob)).status).toBe(200);
+  });
+});
+
 describe("job ids", () => {
   it("are unguessable: long, URL-safe and all distinct", async () => {
     // One after another: events posted at the same moment would share a job.
