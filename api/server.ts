@@ -19,3 +19,9 @@ logger.info(
   { port, docs: `http://localhost:${port}/docs`, dashboard: `http://localhost:${port}/dashboard` },
   "api listening",
 );
+// Said at every start, as /ready says it: a shared tenant anyone on the network can use.
+if ((config.ANONYMOUS_ACCESS ?? []).length > 0)
+  logger.warn(
+    { anonymousAccess: config.ANONYMOUS_ACCESS },
+    "anonymous access is ON: callers without credentials share one tenant's data in these areas",
+  );
