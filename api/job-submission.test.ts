@@ -522,6 +522,20 @@ describe("per tenant", () => {
     }
     expect((await idle.app.request(anonymousJob)).status).toBe(200);
   });
+
+  it("still answers the owner once the job has run and its data was shrunk", async () => {
+    const [owner, other] = [await t.account("client"), await t.account("client")];
+    const res = await submit(t, event(), owner.headers);
+    const { statusUrl } = ((await res.json()) as Accepted).job;
+    const view = await eventually(async () => {
+      const got = await t.app.request(statusUrl, { headers: owner.headers });
+      const body = (await got.json()) as JobJson;
+      return body.state === "completed" ? body : undefined;
+    });
+    expect(view.state).toBe("completed");
+    expect((await t.app.request(statusUrl, { headers: other.headers })).status).toBe(404);
+    expect((await t.app.request(statusUrl)).status).toBe(404);
+  });
 });
 
 describe("job ids", () => {

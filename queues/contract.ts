@@ -137,6 +137,15 @@ export function jobOwners(job: Job): readonly string[] | undefined {
   return Array.isArray(owners) ? (owners as string[]) : undefined;
 }
 
+/**
+ * Replaces a job's data (a processor redacting or shrinking what a finished job keeps), keeping
+ * its owners: without them, its status would answer another tenant.
+ */
+export function replaceJobData(job: Job, data: object): Promise<void> {
+  const owners = jobOwners(job);
+  return job.updateData(owners === undefined ? data : { ...data, [JOB_OWNERS_FIELD]: owners });
+}
+
 /** Parses a job's data in the processor: a payload may come from an older deploy. */
 export function parseJobData<C extends QueueContract, N extends JobName<C>>(
   contract: C,

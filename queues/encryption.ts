@@ -8,6 +8,8 @@ export const SECRET_ID_MAX = 256;
 
 /** What the API seals for the worker. `value` is the JSON text of the client's value. */
 export const sealedStoreSchema = z.object({
+  /** The account whose secret it is (sealed, so a job cannot be replayed as another's store). */
+  tenant: z.string().min(1).optional(),
   id: z.string().min(1).max(SECRET_ID_MAX),
   key: z.string().min(1),
   value: z.string(),

@@ -3,6 +3,7 @@
 // concurrent jobs (group commit). A merged batch keeps only its count ({ merged }), not its events.
 import type { Job } from "bullmq";
 import { alertIngestionQueue, type MergedBatch } from "../queues/alert-ingestion.js";
+import { replaceJobData } from "../queues/contract.js";
 import { jobPayload, type ProcessorFactory } from "./runtime.js";
 
 export const alertIngestionProcessor: ProcessorFactory = ({ services: { alerts } }) => ({
@@ -12,7 +13,7 @@ export const alertIngestionProcessor: ProcessorFactory = ({ services: { alerts }
       // Merged before, then delivered again (its worker died before completing it): nothing to do.
       if ("merged" in batch) return { events: batch.merged };
       await alerts.ingest(batch.events);
-      await job.updateData({ merged: batch.events.length } satisfies MergedBatch);
+      await replaceJobData(job, { merged: batch.events.length } satisfies MergedBatch);
       return { events: batch.events.length };
     }
     const event = jobPayload(alertIngestionQueue, "alerts.ingest", job);

@@ -4,13 +4,14 @@
 // or failed for good.
 import { type Job, UnrecoverableError } from "bullmq";
 import { isDependencyDown, PermanentError } from "../lib/errors.js";
+import { replaceJobData } from "../queues/contract.js";
 import { encryptionQueue, type SecretStorePayload } from "../queues/encryption.js";
 import { jobPayload, type ProcessorFactory, unrecoverable } from "./runtime.js";
 
 /** A failed job is kept for days: it keeps the id, not the sealed key and value. */
 function redactFailed(job: Job): Promise<void> {
   const id = typeof job.data?.id === "string" ? job.data.id : "";
-  return job.updateData({ id, redacted: "failed" } satisfies SecretStorePayload);
+  return replaceJobData(job, { id, redacted: "failed" } satisfies SecretStorePayload);
 }
 
 const isFinalFailure = (err: unknown, job: Job) =>
@@ -36,7 +37,7 @@ export const encryptionProcessor: ProcessorFactory = ({ services: { secrets } })
       if (isFinalFailure(err, job)) await redactFailed(job).catch(() => {});
       throw err;
     }
-    await job.updateData({ id, redacted: "stored" } satisfies SecretStorePayload);
+    await replaceJobData(job, { id, redacted: "stored" } satisfies SecretStorePayload);
     return { id, stored: true };
   },
   // A payload that does not parse, or one that stalled too often, fails without reaching the

@@ -47,12 +47,19 @@ interface LogLine {
 const run = randomBytes(4).toString("hex");
 const json = (body: unknown) => (typeof body === "string" ? body : JSON.stringify(body));
 
-/** Requests to the test context's app, from `address` when given (app.request has no socket otherwise). */
-function client(ctx: () => TestContext, address?: string) {
+/**
+ * Requests to the test context's app, from `address` when given (app.request has no socket
+ * otherwise), with an account's `credentials` when given (anonymous otherwise).
+ */
+function client(ctx: () => TestContext, address?: string, credentials: Record<string, string> = {}) {
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> => {
     const res = await ctx().app.request(
       path,
-      { method: "POST", headers: { "content-type": "application/json", ...headers }, body: json(body) },
+      {
+        method: "POST",
+        headers: { "content-type": "application/json", ...credentials, ...headers },
+        body: json(body),
+      },
       address === undefined ? undefined : peer(address),
     );
     const text = await res.text();
@@ -66,7 +73,7 @@ function client(ctx: () => TestContext, address?: string) {
   /** Waits until a job has finished (completed or failed) and returns its view. */
   const finished = (statusUrl: string) =>
     eventually(async () => {
-      const res = await ctx().app.request(statusUrl);
+      const res = await ctx().app.request(statusUrl, { headers: credentials });
       const view = (await res.json()) as { state: string };
       return ["completed", "failed"].includes(view.state) ? view : undefined;
     }, 20_000);
@@ -125,7 +132,7 @@ describe("secrets (default settings, workers running)", () => {
     const view = await api.finished(job.statusUrl);
     expect(view).toMatchObject({ state: "completed", result: { id, stored: true } });
     const stored = await t.deps.queues.get("encryption").getJob(job.id);
-    expect(stored?.data).toEqual({ id, redacted: "stored" });
+    expect(stored?.data).toEqual({ id, redacted: "stored", owners: ["anonymous"] });
     expect(stored?.returnvalue).toEqual({ id, stored: true });
   });
 
@@ -686,6 +693,66 @@ describe("secrets with small limits (SECRETS_MAX_MATCHES=3, 3 failed decryptions
 
 // ---------------------------------------------------------------------------------------------
 
+describe("secrets per account (tenancy)", () => {
+  let t: TestContext;
+  beforeAll(async () => {
+    t = await createTestContext({ SECRETS_MAX_MATCHES: "2" });
+    t.startWorkers({ WORKER_QUEUES: "encryption" });
+  });
+  afterAll(() => t.close());
+
+  it("keeps each account's ids its own: store, exact and wildcard retrieval, overwrite, cursors, job status", async () => {
+    const [alice, bob] = [await t.account("client"), await t.account("quant")];
+    const as = {
+      alice: client(() => t, "192.0.2.41", alice.headers),
+      bob: client(() => t, "192.0.2.42", bob.headers),
+      anonymous: client(() => t, "192.0.2.43"),
+    };
+    const id = `shared-${run}`;
+    // The same ids, under the same client key, for three tenants.
+    for (const [who, api] of Object.entries(as))
+      for (const suffix of ["a", "b", "c"])
+        await api.store(`${id}-${suffix}`, "one key for all", `${who}-${suffix}`);
+
+    for (const [who, api] of Object.entries(as)) {
+      expect(await api.values(`${id}-a`, "one key for all")).toEqual([{ id: `${id}-a`, value: `${who}-a` }]);
+      const firstPage = await api.retrieve({ id: `${id}-*`, decryption_key: "one key for all" });
+      expect(firstPage.body).toEqual([
+        { id: `${id}-a`, value: `${who}-a` },
+        { id: `${id}-b`, value: `${who}-b` },
+      ]);
+      expect(
+        await api.values(`${id}-*`, "one key for all", { after: firstPage.headers.get("x-next-after") }),
+      ).toEqual([{ id: `${id}-c`, value: `${who}-c` }]);
+    }
+
+    // Bob overwrites "his" id: Alice's and the anonymous tenant's stay as they were.
+    await as.bob.store(`${id}-a`, "bob's new key", "bob overwrote");
+    expect(await as.alice.values(`${id}-a`, "one key for all")).toEqual([
+      { id: `${id}-a`, value: "alice-a" },
+    ]);
+    expect(await as.anonymous.values(`${id}-a`, "one key for all")).toEqual([
+      { id: `${id}-a`, value: "anonymous-a" },
+    ]);
+    expect(await as.alice.values(`${id}-a`, "bob's new key")).toEqual([]);
+
+    // Alice's cursor is hers: with the same pattern and key, Bob's retrieval refuses it.
+    const alicePage = await as.alice.retrieve({ id: `${id}-*`, decryption_key: "one key for all" });
+    const refused = await as.bob.retrieve({
+      id: `${id}-*`,
+      decryption_key: "one key for all",
+      after: alicePage.headers.get("x-next-after"),
+    });
+    expect(refused.status).toBe(400);
+
+    // A store's job answers its account (also once finished, its data redacted), and no one else.
+    const job = await as.alice.submit(`${id}-job`, "one key for all", "x");
+    expect(await as.alice.finished(job.statusUrl)).toMatchObject({ state: "completed" });
+    expect((await t.app.request(job.statusUrl, { headers: bob.headers })).status).toBe(404);
+    expect((await t.app.request(job.statusUrl)).status).toBe(404);
+  });
+});
+
 describe("secrets failed-decryption limit under concurrency (SECRETS_FAILED_DECRYPT_LIMIT=2)", () => {
   let t: TestContext;
   const api = client(() => t);
@@ -981,7 +1048,7 @@ describe("a store job that stalls too often", () => {
       await eventually(async () =>
         (await queue().getJob(jobId))?.data.sealed === undefined ? true : undefined,
       );
-      expect((await queue().getJob(jobId))?.data).toEqual({ id, redacted: "failed" });
+      expect((await queue().getJob(jobId))?.data).toEqual({ id, redacted: "failed", owners: ["anonymous"] });
     } finally {
       await workers.close();
     }

@@ -3,6 +3,7 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { tenantOf } from "../../domains/identity/caller.js";
 import { type Access, ANY_ROLE, guardedRoute } from "../../http/access.js";
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
@@ -183,7 +184,8 @@ secretsRoutes.on("POST", SECRETS_PATH, storeBodyLimit);
 secretsRoutes
   .openapi(storeRoute, async (c) => {
     const { id, encryption_key: key, value } = c.req.valid("json");
-    const payload = await c.get("services").secrets.sealStore({ id, key, value });
+    const tenant = tenantOf(c.get("caller"));
+    const payload = await c.get("services").secrets.sealStore({ tenant, id, key, value });
     return submitJob(c, {
       contract: encryptionQueue,
       name: "secrets.store",
@@ -200,6 +202,7 @@ secretsRoutes
         { path: "limit", message: `must be at most ${max}` },
       ]);
     const found = await c.get("services").secrets.retrieve({
+      tenant: tenantOf(c.get("caller")),
       pattern: body.id,
       key: (body.decryption_key ?? body.encryption_key) as string,
       after: body.after,

@@ -8,6 +8,7 @@ import type { Logger } from "../../lib/logger.js";
 import { CryptoError, open, seal } from "../../lib/sealing.js";
 import { type SealedStore, sealedStoreSchema, storeSealContext } from "../../queues/encryption.js";
 import type { Connections } from "../connections.js";
+import { ANONYMOUS_TENANT } from "../identity/caller.js";
 import type { SecretsConfig } from "./config.js";
 import { openCursor, sealCursor } from "./cursor.js";
 import { createSecretsKeys, type SecretsKeys } from "./keys.js";
@@ -124,11 +125,12 @@ export function createSecretsService(
      * write's sequence number. `value` is any JSON value.
      */
     async sealStore(store: {
+      tenant: string;
       id: string;
       key: string;
       value: unknown;
     }): Promise<{ id: string; sealed: string }> {
-      const { id, key, value } = store;
+      const { tenant, id, key, value } = store;
       const text = JSON.stringify(value);
       const bytes = Buffer.byteLength(text, "utf8");
       if (bytes > config.SECRETS_MAX_VALUE_BYTES)
@@ -141,7 +143,7 @@ export function createSecretsService(
       const seq = await nextSecretSeq(redis, config.QUEUE_PREFIX);
       const sealed = seal(
         sealKeys,
-        JSON.stringify({ id, key, value: text, seq } satisfies SealedStore),
+        JSON.stringify({ tenant, id, key, value: text, seq } satisfies SealedStore),
         storeSealContext(id),
       );
       return { id, sealed };
@@ -153,16 +155,23 @@ export function createSecretsService(
       const master = await secretsKeys().masterKey(store.key);
       const ciphertext = encryptRecord(master, store.id, Buffer.from(store.value, "utf8"));
       // Postgres unreachable: the worker runtime delays the job without spending an attempt.
-      await writer.add({ id: store.id, ciphertext, seq: store.seq });
+      // A store sealed before secrets had tenants is the anonymous tenant's.
+      await writer.add({
+        tenant: store.tenant ?? ANONYMOUS_TENANT,
+        id: store.id,
+        ciphertext,
+        seq: store.seq,
+      });
     },
 
     /**
-     * Records matching an exact id or a `*` pattern that `key` opens, in id order; at most `limit`
-     * matches examined, from the cursor `after`. Records the key does not open are left out (and
+     * The tenant's records matching an exact id or a `*` pattern that `key` opens, in id order; at
+     * most `limit` matches examined, from the cursor `after` (given out to this tenant only). Records the key does not open are left out (and
      * logged), and the answer says nothing about them: no id, no count, and the same work (one key
      * derivation) whether anything matched or not. Past the address's limits: RATE_LIMITED.
      */
     async retrieve(query: {
+      tenant: string;
       pattern: string;
       key: string;
       after?: string | undefined;
@@ -170,7 +179,8 @@ export function createSecretsService(
       address: string;
       log: Logger;
     }): Promise<Retrieval> {
-      const { pattern, key, limit, address, log } = query;
+      const { tenant, pattern, key, limit, address, log } = query;
+      const scope = { tenant, pattern };
       const keys = secretsKeys();
       // Reserved before anything is read or derived, so concurrent guesses cannot all pass one
       // check made before any of them failed; given back below unless the retrieval counts.
@@ -185,13 +195,13 @@ export function createSecretsService(
       try {
         const master = await retrievalMasterKey(keys, key, address, log);
         const after =
-          query.after === undefined ? undefined : openCursor(keys.cursorKeys, master, pattern, query.after);
+          query.after === undefined ? undefined : openCursor(keys.cursorKeys, master, scope, query.after);
         if (query.after !== undefined && after === undefined) {
           // Counted: with a cursor it was not given, a key is a guess like any other.
           failed = true;
           throw notOurCursor();
         }
-        const rows = await findSecrets(database.sql, { pattern, after, limit: limit + 1 });
+        const rows = await findSecrets(database.sql, { tenant, pattern, after, limit: limit + 1 });
         const examined = rows.slice(0, limit);
         const page = openPage(master, examined, log);
         failed = page.failed > 0 || page.items.length === 0;
@@ -202,7 +212,7 @@ export function createSecretsService(
           rows.length > limit && last !== undefined && (page.items.length > 0 || after !== undefined);
         return {
           json: `[${page.items.join(",")}]`,
-          nextAfter: pagesOn ? sealCursor(keys.cursorKeys, master, pattern, last.id) : undefined,
+          nextAfter: pagesOn ? sealCursor(keys.cursorKeys, master, scope, last.id) : undefined,
         };
       } finally {
         if (!failed)
