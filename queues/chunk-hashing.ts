@@ -5,6 +5,8 @@ import { baseJobOptions, defineQueue } from "./contract.js";
 
 // Ids only: file bytes never go into a job payload (payloads are plain text in Redis and Bull Board).
 export const fileVerifySchema = z.object({
+  /** Whose file: names are per tenant. Absent in jobs enqueued before files had tenants. */
+  tenant: z.string().min(1).optional(),
   name: z.string().min(1).max(255),
   version: z.string().min(1).max(64),
 });

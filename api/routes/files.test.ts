@@ -3,6 +3,7 @@ import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fileKeyPrefix } from "../../domains/files/store.js";
+import { ANONYMOUS_TENANT } from "../../domains/identity/caller.js";
 import { scanKeys } from "../../lib/redis.js";
 import { createTestContext, eventually, type TestContext } from "../../test/helpers/context.js";
 import { type ServedApp, serveApp } from "../../test/helpers/http.js";
@@ -39,8 +40,11 @@ type Stored = {
   verification: { queue: string; id: string; statusUrl: string };
 };
 
-/** The store as the API sees it, for reaching past the API: corrupting chunks, counting keys. */
-const storeOf = (t: TestContext) => t.deps.services.files.store;
+/**
+ * The store as the API sees it for callers without credentials (the anonymous tenant), for
+ * reaching past the API: corrupting chunks, counting keys.
+ */
+const storeOf = (t: TestContext) => t.deps.services.files.storeFor(ANONYMOUS_TENANT);
 
 async function keysOf(t: TestContext): Promise<string[]> {
   const found: string[] = [];
@@ -209,7 +213,7 @@ describe("PUT and GET /v1/files/{name}: round trips", () => {
     const name = uniqueName();
     const stored = await store(t, name, Buffer.from("the bytes of a brain scan"));
     const job = await t.deps.queues.get("chunk-hashing").getJob(stored.verification.id);
-    expect(Object.keys(job?.data ?? {}).sort()).toEqual(["name", "version"]);
+    expect(Object.keys(job?.data ?? {}).sort()).toEqual(["name", "owners", "tenant", "version"]);
     expect(JSON.stringify(job?.data)).not.toContain("brain scan");
     expect(t.logs.join("\n")).not.toContain("brain scan");
   });
@@ -421,6 +425,70 @@ describe("Range, HEAD, DELETE, list", () => {
     expect((await t.app.request(path(own))).status).toBe(404);
     expect(await chunkKeysOf(t, version)).toHaveLength(0);
     expect((await t.app.request(path(own), { method: "DELETE" })).status).toBe(404);
+  });
+});
+
+describe("files per account (tenancy)", () => {
+  it("keeps each account's names its own: read, HEAD, list, overwrite, delete, verify and its job", async () => {
+    const [alice, bob, carol] = [
+      await t.account("client"),
+      await t.account("client"),
+      await t.account("quant"),
+    ];
+    const name = uniqueName("shared");
+    const as = { alice: alice.headers, bob: bob.headers, anonymous: {} as Record<string, string> };
+    const stored: Record<string, Stored> = {};
+    for (const [who, headers] of Object.entries(as)) {
+      const res = await put(t, name, Buffer.from(`${who}'s bytes`), headers);
+      expect(res.status).toBe(201);
+      stored[who] = (await res.json()) as Stored;
+    }
+    const read = async (headers: Record<string, string>) => {
+      const res = await t.app.request(path(name), { headers });
+      return { status: res.status, text: res.status === 200 ? await res.text() : "" };
+    };
+    for (const [who, headers] of Object.entries(as)) {
+      expect(await read(headers)).toEqual({ status: 200, text: `${who}'s bytes` });
+      const listed = (await (await t.app.request("/v1/files", { headers })).json()) as {
+        items: { name: string; sha1: string }[];
+      };
+      expect(listed.items.filter((f) => f.name === name)).toEqual([
+        expect.objectContaining({ sha1: sha1(Buffer.from(`${who}'s bytes`)) }),
+      ]);
+    }
+    // Carol has no file of that name: 404 everywhere, as for a name no one has.
+    expect((await read(carol.headers)).status).toBe(404);
+    expect((await t.app.request(path(name), { method: "HEAD", headers: carol.headers })).status).toBe(404);
+    expect((await t.app.request(path(name), { method: "DELETE", headers: carol.headers })).status).toBe(404);
+    expect(
+      (await t.app.request(`${path(name)}/verify`, { method: "POST", headers: carol.headers })).status,
+    ).toBe(404);
+    const carolList = (await (await t.app.request("/v1/files", { headers: carol.headers })).json()) as {
+      items: unknown[];
+    };
+    expect(carolList.items).toEqual([]);
+
+    // Bob overwrites, then deletes, his: Alice's and the anonymous tenant's stay.
+    expect((await put(t, name, Buffer.from("bob again"), bob.headers)).status).toBe(201);
+    expect((await t.app.request(path(name), { method: "DELETE", headers: bob.headers })).status).toBe(204);
+    expect((await read(bob.headers)).status).toBe(404);
+    expect(await read(alice.headers)).toEqual({ status: 200, text: "alice's bytes" });
+    expect(await read({})).toEqual({ status: 200, text: "anonymous's bytes" });
+
+    // The verification job of Alice's upload is hers.
+    const statusUrl = stored.alice?.verification.statusUrl as string;
+    expect((await t.app.request(statusUrl, { headers: alice.headers })).status).toBe(200);
+    for (const headers of [bob.headers, {}])
+      expect((await t.app.request(statusUrl, { headers })).status).toBe(404);
+    // Run, it finds Alice's file (not another tenant's, not none: "superseded") and verifies it.
+    const done = await withWorkers(t, () =>
+      eventually(async () => {
+        const res = await t.app.request(statusUrl, { headers: alice.headers });
+        const job = (await res.json()) as { state: string; result: { outcome?: string } | null };
+        return job.state === "completed" || job.state === "failed" ? job : undefined;
+      }, 20_000),
+    );
+    expect(done).toMatchObject({ state: "completed", result: { outcome: "verified" } });
   });
 });
 
@@ -693,9 +761,9 @@ describe("over real HTTP", () => {
     const reader = res.body?.getReader();
     await reader?.read();
     const keys = await keysOf(t);
-    expect(keys.some((k) => k.includes(":files:r:"))).toBe(true);
+    expect(keys.some((k) => k.includes(":files:t:anonymous:r:"))).toBe(true);
     expect(keys.some((k) => k.includes(":files:c:"))).toBe(true);
-    expect(keys.some((k) => k.includes(":files:m:"))).toBe(true);
+    expect(keys.some((k) => k.includes(":files:t:anonymous:m:"))).toBe(true);
     const pipeline = t.deps.fileStore.pipeline();
     for (const key of keys) pipeline.pttl(key);
     const ttls = ((await pipeline.exec()) ?? []).map(([, v]) => v as number);

@@ -7,6 +7,7 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { type FileManifest, fileNameProblem } from "../../domains/files/store.js";
+import { tenantOf } from "../../domains/identity/caller.js";
 import { type Access, ANY_ROLE, guardedRoute } from "../../http/access.js";
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
@@ -219,7 +220,8 @@ const legacyDownloadRoute = guardedRoute(FILES_ACCESS, {
 /** Streams the request body into the store and enqueues its verification. */
 async function upload(c: Context<AppEnv>, name: string) {
   const { files } = c.get("services");
-  files.available();
+  const tenant = tenantOf(c.get("caller"));
+  files.available(tenant);
   const { redis } = c.get("deps");
   // Refuse before reading a byte when the verification could not be enqueued afterwards.
   if (redis.status !== "ready") throw serviceUnavailable("Redis");
@@ -236,7 +238,7 @@ async function upload(c: Context<AppEnv>, name: string) {
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
   const web = incoming ? undefined : c.req.raw.body;
   const { manifest, verificationJobId: id } = await files
-    .upload(name, incoming ?? web ?? null, {
+    .upload(tenant, name, incoming ?? web ?? null, {
       expectedSha1: checksum?.toLowerCase(),
       declaredLength: declared === undefined || declared === "" ? undefined : Number(declared),
       cancel: () => {
@@ -258,7 +260,7 @@ async function upload(c: Context<AppEnv>, name: string) {
 }
 
 async function download(c: Context<AppEnv>, name: string): Promise<Response> {
-  const file = await c.get("services").files.openDownload(name, {
+  const file = await c.get("services").files.openDownload(tenantOf(c.get("caller")), name, {
     head: c.req.method === "HEAD",
     range: c.req.header("Range"),
     ifRange: c.req.header("If-Range"),
@@ -314,12 +316,12 @@ filesRoutes
   .openapi(getRoute, (c) => download(c, c.req.valid("param").name))
   .openapi(deleteRoute, async (c) => {
     const { name } = c.req.valid("param");
-    if (!(await c.get("services").files.remove(name)))
+    if (!(await c.get("services").files.remove(tenantOf(c.get("caller")), name)))
       throw new AppError("NOT_FOUND", `no file named ${name}`);
     return c.body(null, 204);
   })
   .openapi(listRoute, async (c) => {
-    const files = await c.get("services").files.list();
+    const files = await c.get("services").files.list(tenantOf(c.get("caller")));
     return c.json(
       {
         items: files.map((m) => ({
@@ -337,12 +339,13 @@ filesRoutes
   })
   .openapi(verifyRoute, async (c) => {
     const { name } = c.req.valid("param");
-    const manifest = await c.get("services").files.head(name);
+    const tenant = tenantOf(c.get("caller"));
+    const manifest = await c.get("services").files.head(tenant, name);
     if (!manifest) throw new AppError("NOT_FOUND", `no file named ${name}`);
     return submitJob(c, {
       contract: chunkHashingQueue,
       name: "files.verify",
-      payload: { name, version: manifest.version },
+      payload: { tenant, name, version: manifest.version },
     });
   })
   .openapi(legacyUploadRoute, async (c) => {

@@ -104,7 +104,7 @@ export function createFilesService(
   const budget = createMemoryBudget({ limitBytes: memoryBudgetBytes(config), pool });
   const clients = createClientLimit(config.FILE_MAX_TRANSFERS_PER_CLIENT);
   const reader = createChunkReader(fileStore);
-  const store = createFileStore({
+  const stores = createFileStore({
     redis: fileStore,
     reader,
     pool,
@@ -112,10 +112,10 @@ export function createFilesService(
     settings,
   });
 
-  /** The store, or 503 when its connection is lost. */
-  function available() {
+  /** The tenant's view of the store, or 503 when its connection is lost. */
+  function available(tenant: string) {
     if (STORE_DOWN.has(fileStore.status)) throw serviceUnavailable("the file store");
-    return store;
+    return stores.forTenant(tenant);
   }
 
   /** Chunk buffers for a transfer, or 503 when the budget frees none within BUFFER_WAIT_MS. */
@@ -149,48 +149,56 @@ export function createFilesService(
   }
 
   return {
-    store,
+    /** One tenant's view of the store (tests, benchmarks); requests go through the methods below. */
+    storeFor: (tenant: string) => stores.forTenant(tenant),
     settings,
     available,
     /** The chunk buffers of this process's transfers against FILE_MEMORY_BUDGET_BYTES. */
     memory: budget as Pick<typeof budget, "limitBytes" | "inUseBytes" | "peakBytes">,
 
     /**
-     * Streams `body` into the store under `name`, then enqueues the version's verification.
-     * `client`: the caller's address, for FILE_MAX_TRANSFERS_PER_CLIENT.
+     * Streams `body` into the tenant's store under `name`, then enqueues the version's
+     * verification (the tenant's job). `client`: the caller's address, for
+     * FILE_MAX_TRANSFERS_PER_CLIENT.
      */
     async upload(
+      tenant: string,
       name: string,
       body: AsyncIterable<Uint8Array> | null,
       opts: Omit<UploadOptions, "admit"> & { client: string },
     ) {
-      const manifest = await receiveUpload(available(), name, body, {
+      const manifest = await receiveUpload(available(tenant), name, body, {
         ...opts,
         admit: (chunkBytes) => admit(opts.client, chunkBytes),
       });
-      const job = await enqueue(queues.get(chunkHashingQueue.name), chunkHashingQueue, "files.verify", {
-        name,
-        version: manifest.version,
-      });
+      const job = await enqueue(
+        queues.get(chunkHashingQueue.name),
+        chunkHashingQueue,
+        "files.verify",
+        { tenant, name, version: manifest.version },
+        {},
+        [tenant],
+      );
       return { manifest, verificationJobId: job.id ?? "" };
     },
 
-    /** A GET or HEAD of `name`; a GET is admitted for `client` before its first byte. */
+    /** A GET or HEAD of the tenant's `name`; a GET is admitted for `client` before its first byte. */
     openDownload: (
+      tenant: string,
       name: string,
       opts: Omit<Parameters<typeof openDownload>[2], "admit"> & { client: string },
     ) =>
-      openDownload(available(), name, {
+      openDownload(available(tenant), name, {
         ...opts,
         admit: (chunkBytes) => admit(opts.client, chunkBytes),
       }),
 
-    /** Bytes of chunks counted against FILE_STORE_MAX_BYTES. */
-    storedBytes: () => available().storedBytes(),
+    /** Bytes of chunks counted against FILE_STORE_MAX_BYTES, every tenant's together. */
+    storedBytes: () => stores.storedBytes(),
 
-    head: (name: string) => available().head(name),
-    list: () => available().list(),
-    remove: (name: string) => available().remove(name),
+    head: (tenant: string, name: string) => available(tenant).head(name),
+    list: (tenant: string) => available(tenant).list(),
+    remove: (tenant: string, name: string) => available(tenant).remove(name),
 
     /**
      * Reads every chunk of one version back, recomputes each SHA-1 and the whole file's, and marks
@@ -198,10 +206,12 @@ export function createFilesService(
      * name moved on, the outcome is "superseded".
      */
     async verify(
+      tenant: string,
       name: string,
       version: string,
       opts: { log: Logger; progress: (p: { chunksDone: number; chunks: number }) => Promise<unknown> },
     ): Promise<VerifyOutcome> {
+      const store = stores.forTenant(tenant);
       const manifest: FileManifest | null = await store.head(name);
       if (!manifest || manifest.version !== version) return { name, version, outcome: "superseded" };
       if (manifest.state === "corrupted")

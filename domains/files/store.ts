@@ -2,11 +2,13 @@
 // chunks of stored files. Shared by the API, which streams bytes in and out, and the
 // `chunk-hashing` worker, which verifies them at rest. File bytes live here and nowhere else.
 //
-// Keys, under `${QUEUE_PREFIX}:files:`. The m:/c:/r: namespaces keep a name that contains ":"
-// from ever colliding with another file's chunk or lease key.
-//   m:{name}          hash: the manifest of the name's current version (see FileManifest)
+// Names are per tenant (an account, or the anonymous tenant): each tenant's manifests and leases
+// live under a namespace of its own, so one tenant's listing, reads, overwrites and deletes never
+// reach another's. Keys, under `${QUEUE_PREFIX}:files:`; the tenant is URI-encoded (no ":"), and
+// the m:/c:/r: namespaces keep a name that contains ":" from ever colliding with another key.
+//   t:{tenant}:m:{name}  hash: the manifest of the name's current version (see FileManifest)
+//   t:{tenant}:r:{name}  sorted set: read leases "{version}|{leaseId}", scored by expiry (server ms)
 //   c:{version}:{i}   string: chunk i of one version, raw bytes; versions are random, never reused
-//   r:{name}          sorted set: read leases "{version}|{leaseId}", scored by expiry (server ms)
 //   q:total, q:sizes, q:expiry   the bytes stored (FILE_STORE_MAX_BYTES): their sum, each
 //                     version's bytes (hash), each version's expiry (sorted set, ms)
 // Every key expires: a version's chunks and its manifest at the same instant (PXAT/PEXPIREAT
@@ -291,39 +293,59 @@ class UncopiedCommand extends Command {
 /** Escapes Redis glob characters, so a key prefix matches only itself in SCAN MATCH. */
 const globEscape = (s: string) => s.replace(/[*?[\]\\]/g, "\\$&");
 
-export type FileStore = ReturnType<typeof createFileStore>;
+/** One tenant's view of the store: its own names; the bytes limit and the chunks are shared. */
+export type FileStore = ReturnType<ReturnType<typeof createFileStore>["forTenant"]>;
 
 /**
  * The store over `redis` (ioredis: writes, manifests, scripts) and `reader` (chunk reads straight
- * into `pool`'s buffers, hashed on `pool`'s threads), with keys under `keyPrefix`.
+ * into `pool`'s buffers, hashed on `pool`'s threads), with keys under `keyPrefix`; `forTenant`
+ * gives one tenant's names.
  */
-export function createFileStore(opts: {
+export function createFileStore(opts: FileStoreOptions) {
+  const quota = storeQuota(opts);
+  return {
+    forTenant: (tenant: string) => tenantFileStore(opts, quota, tenant),
+    /** Bytes of chunks counted now, every tenant's (those of uploads under way included). */
+    storedBytes: async () => (await quota.countBytes("", 0, 0)).storedBytes,
+  };
+}
+
+interface FileStoreOptions {
   redis: Redis;
   reader: ChunkReader;
   pool: Sha1Pool;
   keyPrefix: string;
   settings: FileStoreSettings;
-}) {
-  const { redis, reader, pool, keyPrefix, settings } = opts;
-  const keys = {
-    manifest: (name: string) => `${keyPrefix}m:${name}`,
-    chunk: (version: string, index: number) => `${keyPrefix}c:${version}:${index}`,
-    leases: (name: string) => `${keyPrefix}r:${name}`,
-    quota: [`${keyPrefix}q:total`, `${keyPrefix}q:sizes`, `${keyPrefix}q:expiry`] as const,
-  };
+}
 
+/** The bytes stored against FILE_STORE_MAX_BYTES: one count for the whole store. */
+function storeQuota({ redis, keyPrefix, settings }: FileStoreOptions) {
+  const keys = [`${keyPrefix}q:total`, `${keyPrefix}q:sizes`, `${keyPrefix}q:expiry`] as const;
   /** COUNT_BYTES: whether `bytes` more fit under FILE_STORE_MAX_BYTES, counted for `version` if given. */
   const countBytes = async (version: string, bytes: number, expiresAtMs: number) => {
     const [fits, stored] = (await redis.eval(
       COUNT_BYTES,
       3,
-      ...keys.quota,
+      ...keys,
       version,
       String(bytes),
       String(expiresAtMs),
       String(settings.storeMaxBytes),
     )) as [number, number];
     return { fits: fits === 1, storedBytes: stored };
+  };
+  return { keys, countBytes };
+}
+
+function tenantFileStore(opts: FileStoreOptions, quota: ReturnType<typeof storeQuota>, tenant: string) {
+  const { redis, reader, pool, keyPrefix, settings } = opts;
+  const { countBytes } = quota;
+  const names = `${keyPrefix}t:${encodeURIComponent(tenant)}:`;
+  const keys = {
+    manifest: (name: string) => `${names}m:${name}`,
+    chunk: (version: string, index: number) => `${keyPrefix}c:${version}:${index}`,
+    leases: (name: string) => `${names}r:${name}`,
+    quota: quota.keys,
   };
 
   const previousOf = (old: unknown): { version: string; chunks: number } | null => {
@@ -336,7 +358,7 @@ export function createFileStore(opts: {
     pool,
     settings,
     keys,
-    keyPrefix,
+    tenant,
 
     /** SET … PXAT; `bytes` go to the socket uncopied: reuse them only once this has settled. */
     writeChunk(version: string, index: number, bytes: Buffer, expiresAtMs: number): Promise<unknown> {
@@ -365,9 +387,6 @@ export function createFileStore(opts: {
 
     /** Whether `bytes` more would fit under FILE_STORE_MAX_BYTES now; counts nothing. */
     roomFor: (bytes: number) => countBytes("", bytes, 0),
-
-    /** Bytes of chunks counted now (those of uploads under way included). */
-    storedBytes: async () => (await countBytes("", 0, 0)).storedBytes,
 
     /** Stops counting a version's bytes: its chunks are deleted (a failed upload). */
     async forgetBytes(version: string): Promise<void> {
@@ -451,11 +470,11 @@ export function createFileStore(opts: {
       return true;
     },
 
-    /** Every stored file's manifest (without the per-chunk hashes), by name. */
+    /** Every file of this tenant: its manifest (without the per-chunk hashes), by name. */
     async list(): Promise<Omit<FileManifest, "chunkSha1">[]> {
       const listed = FIELDS.filter((f) => f !== "chunkSha1");
       const out: Omit<FileManifest, "chunkSha1">[] = [];
-      for await (const found of scanKeys(redis, `${globEscape(keyPrefix)}m:*`, 500)) {
+      for await (const found of scanKeys(redis, `${globEscape(names)}m:*`, 500)) {
         const pipeline = redis.pipeline();
         for (const key of found) pipeline.hmget(key, ...listed);
         for (const [err, values] of (await pipeline.exec()) ?? []) {

@@ -47,11 +47,12 @@ const tooLarge = (max: number) =>
 
 const emptyBody = () => new AppError("EMPTY_BODY", "the request body is empty: nothing to store");
 
-const storageFull = (max: number, stored: number) =>
+// How full the store is stays unsaid: it would tell a caller how much the other tenants store.
+const storageFull = (max: number) =>
   new AppError(
     "STORAGE_FULL",
-    `the file store has no room for this file: it holds ${stored} of its ${max} bytes (FILE_STORE_MAX_BYTES); nothing stored`,
-    { storedBytes: stored, maxBytes: max },
+    `the file store has no room for this file within its ${max} bytes (FILE_STORE_MAX_BYTES); nothing stored`,
+    { maxBytes: max },
   );
 
 /** An upload whose client sent no byte for FILE_IDLE_TIMEOUT_MS. */
@@ -131,7 +132,7 @@ export async function receiveUpload(
   if (declared !== undefined) {
     // Refused before a byte is read; the chunks are counted one by one as they are written.
     const room = await store.roomFor(declared);
-    if (!room.fits) throw storageFull(storeMaxBytes, room.storedBytes);
+    if (!room.fits) throw storageFull(storeMaxBytes);
   }
   const transfer = await opts.admit(chunkSize);
   try {
@@ -180,7 +181,7 @@ async function storeBody(
     });
     const written = store.writeChunk(version, index, bytes, expiresAtMs);
     const counted = store.countBytes(version, bytes.length, expiresAtMs).then((room) => {
-      if (!room.fits) throw storageFull(storeMaxBytes, room.storedBytes);
+      if (!room.fits) throw storageFull(storeMaxBytes);
     });
     await writes.add(
       Promise.all([hashed, written, counted]).finally(() =>
