@@ -115,7 +115,7 @@ describe("POST /v1/alerts/events", () => {
     for (const id of jobIds) {
       const job = await completed(id);
       expect(job.name).toBe("alerts.ingestBatch");
-      expect(job.data).toEqual({ merged: job.returnvalue.events });
+      expect(job.data).toEqual({ merged: job.returnvalue.events, owners: ["anonymous"] });
       events += job.data.merged;
     }
     expect(events).toBe(3);
