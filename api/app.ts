@@ -17,6 +17,7 @@ import { filesRoutes, isFileUpload } from "./routes/files.js";
 import { identityRoutes } from "./routes/identity.js";
 import { jobsRoutes } from "./routes/jobs.js";
 import { isSecretStore, secretsRoutes } from "./routes/secrets.js";
+import { usageRoutes } from "./routes/usage.js";
 import { mountSwaggerUi } from "./swagger-ui.js";
 
 export function createApp(deps: AppDeps) {
@@ -55,6 +56,7 @@ export function createApp(deps: AppDeps) {
   app.route("/", alertsRoutes);
   app.route("/", filesRoutes);
   app.route("/", secretsRoutes);
+  app.route("/", usageRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", {
     type: "apiKey",

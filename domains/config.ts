@@ -8,8 +8,15 @@ import { alertsConfig } from "./alerts/config.js";
 import { filesConfig } from "./files/config.js";
 import { identityConfig, identityConfigIssues } from "./identity/config.js";
 import { secretsConfig, secretsConfigIssues } from "./secrets/config.js";
+import { usageConfig } from "./usage/config.js";
 
-export const domainsConfig = { ...alertsConfig, ...filesConfig, ...identityConfig, ...secretsConfig };
+export const domainsConfig = {
+  ...alertsConfig,
+  ...filesConfig,
+  ...identityConfig,
+  ...secretsConfig,
+  ...usageConfig,
+};
 
 // WORKER_CONCURRENCY_ALERT_INGESTION=200 and so on: one variable per queue.
 const concurrencyVar = (queue: QueueName) => `WORKER_CONCURRENCY_${queue.toUpperCase().replace(/-/g, "_")}`;
@@ -19,6 +26,8 @@ const DEFAULT_CONCURRENCY: Record<QueueName, number> = {
   "chunk-hashing": 2,
   // Stores are mostly waiting (for the scrypt thread pool, or for their group commit).
   encryption: 64,
+  // Jobs carry up to 1,000 hits, and concurrent ones share one statement (group commit).
+  "log-batching": 16,
 };
 
 const workerConfig = {

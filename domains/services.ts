@@ -11,12 +11,14 @@ import { createFilesService, type FilesService } from "./files/service.js";
 import { createIdentityService, type IdentityService } from "./identity/service.js";
 import { usesDevKdfSalt } from "./secrets/keys.js";
 import { createSecretsService, type SecretsService } from "./secrets/service.js";
+import { createUsageService, type UsageService } from "./usage/service.js";
 
 export interface Services {
   alerts: AlertsService;
   files: FilesService;
   identity: IdentityService;
   secrets: SecretsService;
+  usage: UsageService;
 }
 
 export function buildServices(
@@ -24,11 +26,13 @@ export function buildServices(
   connections: Connections,
   shutdown: ShutdownRegistry,
 ): Services {
+  const identity = createIdentityService(config, connections);
   const services: Services = {
     alerts: createAlertsService(config, connections),
     files: createFilesService(config, connections),
-    identity: createIdentityService(config, connections),
+    identity,
     secrets: createSecretsService(config, connections),
+    usage: createUsageService(config, connections, { identity }),
   };
   for (const [name, service] of Object.entries(services))
     shutdown.register(`${name} service`, () => service.close());

@@ -161,13 +161,17 @@ async function authenticate(c: Context<AppEnv>, access: Access): Promise<Caller>
   }
 }
 
-/** RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers): the caller's window. */
-function rateLimitHeaders(
+/**
+ * RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers): the caller's window,
+ * under the policy's name (`account`: the per-account limit every route has).
+ */
+export function rateLimitHeaders(
   c: Context<AppEnv>,
   state: { limit: number; remaining: number; resetSeconds: number; windowSeconds: number },
+  policy = "account",
 ) {
-  c.header("RateLimit-Policy", `"account";q=${state.limit};w=${state.windowSeconds}`);
-  c.header("RateLimit", `"account";r=${state.remaining};t=${state.resetSeconds}`);
+  c.header("RateLimit-Policy", `"${policy}";q=${state.limit};w=${state.windowSeconds}`);
+  c.header("RateLimit", `"${policy}";r=${state.remaining};t=${state.resetSeconds}`);
 }
 
 /** The caller of a request to a route declared with `access`: 401 or 403 when it may not call. */

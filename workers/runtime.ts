@@ -2,7 +2,7 @@
 // that lets active jobs finish. The deadline lives in lib/shutdown.ts, because
 // worker.close() has none and hangs while Redis is unreachable.
 import { hostname } from "node:os";
-import { DelayedError, type Job, UnrecoverableError, WaitingError, Worker } from "bullmq";
+import { DelayedError, type Job, Queue, UnrecoverableError, WaitingError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { WorkerConfig } from "../domains/config.js";
 import type { Services } from "../domains/services.js";
@@ -29,6 +29,11 @@ export interface Processor {
    */
   failed?(job: Job): Promise<void>;
   close?(): Promise<void>;
+  /**
+   * Jobs the queue runs on a schedule (BullMQ job schedulers), upserted by every worker that
+   * serves it: one scheduler per job name, however many replicas start.
+   */
+  schedules?: readonly { jobName: string; everyMs: number }[];
 }
 
 export type ProcessorFactory = (deps: ProcessorDeps) => Processor;
@@ -139,6 +144,8 @@ export function startWorkers(opts: {
           );
     });
     running.push({ worker, processor, connection });
+    if (processor.schedules?.length)
+      void upsertSchedules(queue, processor.schedules, connection, config, logger);
     logger.info({ queue, concurrency }, "worker started");
   }
   return {
@@ -149,6 +156,24 @@ export function startWorkers(opts: {
       await Promise.allSettled(running.map((r) => r.connection.quit()));
     },
   };
+}
+
+async function upsertSchedules(
+  queue: string,
+  schedules: NonNullable<Processor["schedules"]>,
+  connection: Redis,
+  config: Pick<WorkerConfig, "QUEUE_PREFIX">,
+  logger: Logger,
+): Promise<void> {
+  const producer = new Queue(queue, { connection, prefix: config.QUEUE_PREFIX });
+  try {
+    for (const { jobName, everyMs } of schedules)
+      await producer.upsertJobScheduler(jobName, { every: everyMs }, { name: jobName, data: {} });
+  } catch (err) {
+    logger.warn({ err, queue }, "could not schedule the queue's recurring jobs; the next start will");
+  } finally {
+    await producer.close().catch(() => {});
+  }
 }
 
 /** Wraps a payload-parse failure: no retry can fix a payload that does not match its contract. */

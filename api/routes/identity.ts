@@ -100,32 +100,46 @@ const toDate = (iso: string | null | undefined) =>
 
 // ---- The token exchange and the caller's own account ------------------------------------------
 
-const issueToken = guardedRoute(
-  { roles: ANY_ROLE, apiKeyOnly: true },
-  {
-    method: "post",
-    path: "/v1/tokens",
-    tags: ["identity"],
-    summary: "Exchange an API key for a short-lived access token (JWT)",
-    description:
-      "Send the API key (X-API-Key or Authorization: Bearer); the token acts for the same account " +
-      "and key, with the same role, until it expires (JWT_TTL_SECONDS, default 15 min), or the key " +
-      "is revoked, whichever comes first.",
-    responses: {
-      200: json(
-        z
-          .object({
-            access_token: z.string(),
-            token_type: z.literal("Bearer"),
-            expires_in: z.number().int().openapi({ description: "Seconds" }),
-          })
-          .openapi("AccessToken"),
-        "An access token (RFC 6749 shape)",
-      ),
-      ...errorResponses(),
+/** The token exchange at `path` (also the usage product's POST /api/token). */
+export const tokenRoute = <P extends string>(path: P, tag: string) =>
+  guardedRoute(
+    { roles: ANY_ROLE, apiKeyOnly: true },
+    {
+      method: "post",
+      path,
+      tags: [tag],
+      summary: "Exchange an API key for a short-lived access token (JWT)",
+      description:
+        "Send the API key (X-API-Key or Authorization: Bearer); the token acts for the same account " +
+        "and key, with the same role, until it expires (JWT_TTL_SECONDS, default 15 min), or the key " +
+        "is revoked, whichever comes first.",
+      responses: {
+        200: json(
+          z
+            .object({
+              access_token: z.string(),
+              token_type: z.literal("Bearer"),
+              expires_in: z.number().int().openapi({ description: "Seconds" }),
+            })
+            .openapi("AccessToken"),
+          "An access token (RFC 6749 shape)",
+        ),
+        ...errorResponses(),
+      },
     },
-  },
-);
+  );
+
+/** Answers a token exchange: a token for the caller's key, never cached anywhere. */
+export async function exchangeToken(c: Context<AppEnv>) {
+  const caller = c.get("caller");
+  if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key is required");
+  const issued = await c.get("services").identity.issueToken(caller);
+  noStore(c);
+  return c.json(
+    { access_token: issued.token, token_type: "Bearer" as const, expires_in: issued.expiresIn },
+    200,
+  );
+}
 
 const me = guardedRoute(
   { roles: ANY_ROLE },
@@ -376,16 +390,7 @@ const listAuditEvents = guardedRoute(
 const notFound = (what: string, id: string) => new AppError("NOT_FOUND", `no ${what} ${id}`);
 
 export const identityRoutes = new OpenAPIHono<AppEnv>()
-  .openapi(issueToken, async (c) => {
-    const caller = c.get("caller");
-    if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key is required");
-    const issued = await c.get("services").identity.issueToken(caller);
-    noStore(c);
-    return c.json(
-      { access_token: issued.token, token_type: "Bearer" as const, expires_in: issued.expiresIn },
-      200,
-    );
-  })
+  .openapi(tokenRoute("/v1/tokens", "identity"), exchangeToken)
   .openapi(me, async (c) => {
     const caller = c.get("caller");
     const account =

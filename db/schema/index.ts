@@ -1,3 +1,4 @@
 export * from "./alerts.js";
 export * from "./identity.js";
 export * from "./secrets.js";
+export * from "./usage.js";

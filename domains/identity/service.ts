@@ -97,7 +97,10 @@ const keyView = (k: q.ApiKeyRow): KeyView => ({
   createdAt: k.createdAt.toISOString(),
 });
 
-const isUniqueViolation = (err: unknown) => (err as { code?: string }).code === "23505";
+/** The unique index of e-mail addresses refused a second account with one. */
+const isEmailTaken = (err: unknown) =>
+  (err as { code?: string }).code === "23505" &&
+  (err as { constraint_name?: string }).constraint_name === "accounts_email_index_key";
 
 export type IdentityService = ReturnType<typeof createIdentityService>;
 
@@ -453,7 +456,11 @@ export function createIdentityService(
 
     // ---- Accounts -----------------------------------------------------------------------------
 
-    /** A new account, and its first API key when `withKey` (the secret is in the answer only). */
+    /**
+     * A new account, and its first API key when `withKey` (the secret is in the answer only).
+     * `alongside` writes what another domain keeps of the account in the same transaction (a
+     * usage client's row): both commit, or neither.
+     */
     async createAccount(
       actor: Actor,
       input: {
@@ -461,16 +468,18 @@ export function createIdentityService(
         name: string;
         email?: string | undefined;
         withKey?: { name?: string; expiresAt?: Date | null };
+        alongside?: (tx: q.Queryable, account: AccountView) => Promise<void>;
       },
     ): Promise<{ account: AccountView; key?: KeyView; secret?: string }> {
       try {
         return await sql.begin(async (tx) => {
           const account = await addAccount(tx, actor, input);
+          await input.alongside?.(tx, account);
           if (!input.withKey) return { account };
           return { account, ...(await addKey(tx, actor, account.id, input.withKey)) };
         });
       } catch (err) {
-        if (isUniqueViolation(err)) throw emailTaken();
+        if (isEmailTaken(err)) throw emailTaken();
         throw err;
       }
     },
@@ -551,7 +560,7 @@ export function createIdentityService(
           return updated;
         });
       } catch (err) {
-        if (isUniqueViolation(err)) throw emailTaken();
+        if (isEmailTaken(err)) throw emailTaken();
         throw err;
       }
       if (!row) throw new AppError("NOT_FOUND", `no account ${id}`);

@@ -1,0 +1,331 @@
+// Usage as its clients and admins use it, on real Postgres, Redis and workers: registration,
+// hits logged one at a time and in batches and counted exactly once, daily usage zero-filled,
+// the top clients, tokens, per-client rate limits, bad input, and the day partitions of api_hits.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDayPartitions, utcDay } from "../../domains/usage/queries.js";
+import { logBatchingQueue } from "../../queues/log-batching.js";
+import {
+  createTestContext,
+  eventually,
+  type TestAccount,
+  type TestContext,
+} from "../../test/helpers/context.js";
+import { createApp } from "../app.js";
+
+type ErrorJson = { error: { code: string; message: string } };
+interface Registered {
+  client_id: string;
+  name: string;
+  email: string;
+  api_key: string;
+}
+interface Daily {
+  days: number;
+  clients: { client_id: string; daily: { date: string; requests: number }[] }[];
+}
+
+const DAY_MS = 86_400_000;
+const today = () => new Date(utcDay(Date.now())).toISOString().slice(0, 10);
+
+let t: TestContext;
+let admin: TestAccount;
+beforeAll(async () => {
+  t = await createTestContext();
+  t.startWorkers({ WORKER_QUEUES: "log-batching" });
+  admin = await t.account("admin");
+});
+afterAll(() => t.close());
+
+const post = (path: string, body: unknown, headers: Record<string, string> = {}, ctx = t) =>
+  ctx.app.request(path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+const get = (path: string, headers: Record<string, string> = {}, ctx = t) =>
+  ctx.app.request(path, { headers });
+
+async function register(
+  ctx = t,
+  extra: Record<string, string> = {},
+): Promise<Registered & { headers: Record<string, string> }> {
+  const res = await post(
+    "/api/register",
+    { name: "Acme", email: `ops-${randomUUID()}@acme.example`, ...extra },
+    {},
+    ctx,
+  );
+  expect(res.status, await res.clone().text()).toBe(201);
+  const made = (await res.json()) as Registered;
+  return { ...made, headers: { "x-api-key": made.api_key } };
+}
+
+/** Waits until the client's count for today reaches `expected`; answers the last count seen. */
+async function todayCount(headers: Record<string, string>, expected: number, ctx = t): Promise<number> {
+  let last = -1;
+  await eventually(async () => {
+    const daily = (await (await get("/api/usage/daily", headers, ctx)).json()) as Daily;
+    last = daily.clients[0]?.daily.find((d) => d.date === today())?.requests ?? 0;
+    return last >= expected ? true : undefined;
+  }, 15_000).catch(() => {});
+  return last;
+}
+
+const hit = (i = 0) => ({ ip: "203.0.113.7", endpoint: `/v2/orders/${i}`, method: "get", status: 200 });
+
+describe("POST /api/register", () => {
+  it("makes a client with an API key shown once; its e-mail and client_id are unique", async () => {
+    const clientId = `acme-${randomUUID().slice(0, 8)}`;
+    const made = await register(t, { client_id: clientId });
+    expect(made).toMatchObject({ client_id: clientId, name: "Acme" });
+    expect(made.api_key).toMatch(/^cvy_/);
+    expect(await (await get("/v1/accounts/me", made.headers)).json()).toMatchObject({ role: "client" });
+
+    const sameId = await post("/api/register", {
+      name: "B",
+      email: `b-${randomUUID()}@x.example`,
+      client_id: clientId,
+    });
+    expect(sameId.status).toBe(409);
+    const sameEmail = await post("/api/register", { name: "C", email: made.email.toUpperCase() });
+    expect(sameEmail.status).toBe(409);
+    expect(((await sameEmail.json()) as ErrorJson).error.code).toBe("CONFLICT");
+  });
+
+  it("refuses bad input with 400 and the error body", async () => {
+    for (const body of [
+      {},
+      { name: "x" },
+      { name: "x", email: "not-an-address" },
+      { name: "", email: "a@b.example" },
+      { name: "x", email: "a@b.example", client_id: "has space" },
+      { name: "x", email: "a@b.example", client_id: "'; drop table usage_clients; --" },
+    ]) {
+      const res = await post("/api/register", body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(((await res.json()) as ErrorJson).error.code).toBe("VALIDATION_FAILED");
+    }
+  });
+
+  it("needs REGISTRATION_TOKEN when it is set", async () => {
+    const token = "a-registration-token-of-ours";
+    const app = createApp({ ...t.deps, config: { ...t.deps.config, REGISTRATION_TOKEN: token } });
+    const body = JSON.stringify({ name: "x", email: `t-${randomUUID()}@x.example` });
+    const send = (headers: Record<string, string>) =>
+      app.request("/api/register", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body,
+      });
+    expect((await send({})).status).toBe(401);
+    expect((await send({ authorization: "Bearer wrong-token-wrong-token" })).status).toBe(401);
+    expect((await send({ authorization: `Bearer ${token}` })).status).toBe(201);
+  });
+});
+
+describe("POST /api/logs and the counts", () => {
+  it("accepts one hit and a batch with 202, and counts each hit once", async () => {
+    const client = await register();
+    const one = await post("/api/logs", hit(), client.headers);
+    expect(one.status).toBe(202);
+    expect(await one.json()).toEqual({ accepted: 1 });
+    const batch = await post(
+      "/api/logs",
+      { hits: Array.from({ length: 250 }, (_, i) => hit(i)) },
+      client.headers,
+    );
+    expect(await batch.json()).toEqual({ accepted: 250 });
+    expect(await todayCount(client.headers, 251)).toBe(251);
+
+    const daily = (await (await get("/api/usage/daily", client.headers)).json()) as Daily;
+    expect(daily.days).toBe(7);
+    expect(daily.clients).toHaveLength(1);
+    const days = daily.clients[0]?.daily ?? [];
+    expect(days).toHaveLength(7);
+    expect(days.at(-1)).toEqual({ date: today(), requests: 251 });
+    expect(days.slice(0, 6).every((d) => d.requests === 0)).toBe(true);
+    expect(new Set(days.map((d) => d.date)).size).toBe(7);
+  });
+
+  it("counts a batch delivered twice once (at-least-once delivery)", async () => {
+    const client = await register();
+    const me = (await (await get("/v1/accounts/me", client.headers)).json()) as { id: string };
+    const hits = Array.from({ length: 20 }, (_, i) => ({
+      id: `dup-${randomUUID()}-${i}`,
+      accountId: me.id,
+      at: Date.now(),
+      ip: "198.51.100.1",
+      endpoint: "/twice",
+    }));
+    const queue = t.deps.queues.get(logBatchingQueue.name);
+    await queue.add("usage.logHits", { hits });
+    await queue.add("usage.logHits", { hits });
+    await eventually(async () => ((await queue.getCompletedCount()) >= 2 ? true : undefined));
+    await post("/api/logs", hit(), client.headers);
+    expect(await todayCount(client.headers, 21)).toBe(21);
+    // And no more, once everything has run.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await todayCount(client.headers, 21)).toBe(21);
+  });
+
+  it("counts 1,000 concurrent hits from ten clients exactly", async () => {
+    const clients = await Promise.all(Array.from({ length: 10 }, () => register()));
+    await Promise.all(
+      Array.from({ length: 1000 }, (_, i) =>
+        post("/api/logs", hit(i), (clients[i % 10] as { headers: Record<string, string> }).headers),
+      ),
+    ).then((answers) => expect(answers.every((a) => a.status === 202)).toBe(true));
+    for (const c of clients) expect(await todayCount(c.headers, 100)).toBe(100);
+  }, 60_000);
+
+  it("stores SQL metacharacters as text, and refuses bad hits with 400", async () => {
+    const client = await register();
+    const sneaky = { ip: "::1", endpoint: "/x'; drop table api_hits; --", method: "POST", status: 500 };
+    expect((await post("/api/logs", sneaky, client.headers)).status).toBe(202);
+    expect(await todayCount(client.headers, 1)).toBe(1);
+    const [row] = await t.deps.database.sql`select endpoint from api_hits where endpoint like '%drop table%'`;
+    expect(row?.endpoint).toBe(sneaky.endpoint);
+
+    for (const body of [
+      {},
+      { ip: "999.1.1.1", endpoint: "/x" },
+      { ip: "203.0.113.7" },
+      { ip: "203.0.113.7", endpoint: "" },
+      { ip: "203.0.113.7", endpoint: "/x", status: 42 },
+      { ip: "203.0.113.7", endpoint: "/x", timestamp: "yesterday" },
+      { ip: "203.0.113.7", endpoint: "/x", timestamp: new Date(Date.now() - 400 * DAY_MS).toISOString() },
+      { ip: "203.0.113.7", endpoint: "/x", timestamp: Date.now() + DAY_MS },
+      { hits: [] },
+      { hits: Array.from({ length: 1001 }, (_, i) => hit(i)) },
+    ]) {
+      const res = await post("/api/logs", body, client.headers);
+      expect(res.status, JSON.stringify(body).slice(0, 100)).toBe(400);
+      expect(((await res.json()) as ErrorJson).error.code).toBe("VALIDATION_FAILED");
+    }
+  });
+
+  it("takes hits from clients only", async () => {
+    expect((await post("/api/logs", hit())).status).toBe(401);
+    expect((await post("/api/logs", hit(), admin.headers)).status).toBe(403);
+  });
+});
+
+describe("reads", () => {
+  // A context of its own: the top three are counted over every client of the database.
+  let r: TestContext;
+  let rAdmin: TestAccount;
+  beforeAll(async () => {
+    r = await createTestContext();
+    r.startWorkers({ WORKER_QUEUES: "log-batching" });
+    rAdmin = await r.account("admin");
+  });
+  afterAll(() => r.close());
+
+  it("shows a client itself only; admins see every client or one; the top three by requests", async () => {
+    const [a, b, c, d] = await Promise.all([register(r), register(r), register(r), register(r)]);
+    const counts: [typeof a, number][] = [
+      [a, 5],
+      [b, 9],
+      [c, 7],
+      [d, 1],
+    ];
+    for (const [client, n] of counts)
+      expect(
+        (await post("/api/logs", { hits: Array.from({ length: n }, (_, i) => hit(i)) }, client.headers, r))
+          .status,
+      ).toBe(202);
+    for (const [client, n] of counts) expect(await todayCount(client.headers, n, r)).toBe(n);
+
+    expect((await get(`/api/usage/daily?client_id=${b.client_id}`, a.headers, r)).status).toBe(403);
+    const all = (await (await get("/api/usage/daily", rAdmin.headers, r)).json()) as Daily;
+    expect(all.clients.map((x) => x.client_id).sort()).toEqual([a, b, c, d].map((x) => x.client_id).sort());
+    const one = (await (
+      await get(`/api/usage/daily?client_id=${c.client_id}`, rAdmin.headers, r)
+    ).json()) as Daily;
+    expect(one.clients.map((x) => x.client_id)).toEqual([c.client_id]);
+    expect(one.clients[0]?.daily.at(-1)).toEqual({ date: today(), requests: 7 });
+    expect((await get("/api/usage/daily?client_id=nobody-here", rAdmin.headers, r)).status).toBe(404);
+
+    expect((await get("/api/usage/top", a.headers, r)).status).toBe(403);
+    const top = await (await get("/api/usage/top", rAdmin.headers, r)).json();
+    expect(top).toEqual({
+      window_hours: 24,
+      clients: [
+        { client_id: b.client_id, requests: 9 },
+        { client_id: c.client_id, requests: 7 },
+        { client_id: a.client_id, requests: 5 },
+      ],
+    });
+    // Rebuilt from Postgres (the maintenance job), the same.
+    await r.deps.services.usage.maintain(r.logger);
+    expect(await (await get("/api/usage/top", rAdmin.headers, r)).json()).toEqual(top);
+  });
+
+  it("exchanges a key for a token at POST /api/token, and reads with it", async () => {
+    const client = await register();
+    const res = await post("/api/token", {}, client.headers);
+    expect(res.status).toBe(200);
+    const { access_token } = (await res.json()) as { access_token: string };
+    const daily = await get("/api/usage/daily", { authorization: `Bearer ${access_token}` });
+    expect(daily.status).toBe(200);
+    expect(((await daily.json()) as Daily).clients[0]?.client_id).toBe(client.client_id);
+    expect((await get("/api/usage/daily", { authorization: `Bearer ${access_token}x` })).status).toBe(401);
+  });
+});
+
+describe("per-client rate limits", () => {
+  let limited: TestContext;
+  beforeAll(async () => {
+    limited = await createTestContext({ USAGE_READS_PER_MINUTE: "3", USAGE_HITS_PER_MINUTE: "10" });
+  });
+  afterAll(() => limited.close());
+
+  it("allows the limit's last request and refuses the next, with Retry-After and RateLimit headers", async () => {
+    const client = await register(limited);
+    for (let remaining = 2; remaining >= 0; remaining--) {
+      const res = await get("/api/usage/daily", client.headers, limited);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("ratelimit")).toMatch(new RegExp(`^"client-reads";r=${remaining};t=\\d+$`));
+      expect(res.headers.get("ratelimit-policy")).toBe('"client-reads";q=3;w=60');
+    }
+    const refused = await get("/api/usage/daily", client.headers, limited);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(refused.headers.get("ratelimit")).toMatch(/^"client-reads";r=0;t=\d+$/);
+    // Another client has its own window.
+    expect((await get("/api/usage/daily", (await register(limited)).headers, limited)).status).toBe(200);
+  });
+
+  it("counts a batch's hits against the ingestion limit", async () => {
+    const client = await register(limited);
+    const send = (n: number) =>
+      post("/api/logs", { hits: Array.from({ length: n }, (_, i) => hit(i)) }, client.headers, limited);
+    expect((await send(10)).status).toBe(202);
+    const refused = await send(1);
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as ErrorJson).error.code).toBe("RATE_LIMITED");
+  });
+});
+
+describe("day partitions of api_hits", () => {
+  it("are made ahead, made on demand for a day without one, and dropped past the retention", async () => {
+    const sql = t.deps.database.sql;
+    const partitions = async () =>
+      (
+        await sql<{ name: string }[]>`
+          select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid
+          join pg_class p on p.oid = i.inhparent where p.relname = 'api_hits' order by 1`
+      ).map((r) => r.name);
+    const name = (ms: number) => `api_hits_p${new Date(ms).toISOString().slice(0, 10).replace(/-/g, "")}`;
+    const day = utcDay(Date.now());
+    await createDayPartitions(sql, [day - 40 * DAY_MS]);
+    expect(await partitions()).toContain(name(day - 40 * DAY_MS));
+
+    await t.deps.services.usage.maintain(t.logger);
+    const after = await partitions();
+    expect(after).not.toContain(name(day - 40 * DAY_MS));
+    for (let d = -29; d <= 3; d++) expect(after).toContain(name(day + d * DAY_MS));
+    expect(after).not.toContain(name(day - 30 * DAY_MS));
+  });
+});

@@ -1,0 +1,282 @@
+// Usage over HTTP, on the seed's paths: clients register, log their hits (one, or up to 1,000 at
+// once), exchange their key for a token, and read their usage; admins read everyone's and the top
+// clients. The usage domain (domains/usage/) does the work; every route is declared, as all are.
+import { isIP } from "node:net";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { Caller } from "../../domains/identity/caller.js";
+import { DAILY_DAYS, TOP_CLIENTS, TOP_WINDOW_HOURS } from "../../domains/usage/service.js";
+import { ADMINS, guardedRoute, PUBLIC, rateLimitHeaders } from "../../http/access.js";
+import type { AppEnv } from "../../http/context.js";
+import { AppError } from "../../lib/errors.js";
+import { pgText } from "../../lib/postgres-values.js";
+import { secureEqual } from "../../lib/secure-compare.js";
+import { USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
+import { errorResponses } from "../openapi.js";
+import { exchangeToken, tokenRoute } from "./identity.js";
+
+const DAY_MS = 86_400_000;
+/** A hit may be stamped this far in the future (clocks differ), not more. */
+const FUTURE_SKEW_MS = 5 * 60_000;
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+const clientIdField = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9._-]+$/, "letters, digits, and . _ - only")
+  .openapi({ example: "acme-corp" });
+
+const hitSchema = z
+  .object({
+    ip: z.string().refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address"),
+    endpoint: pgText().min(1).max(2048).openapi({ example: "/v2/orders" }),
+    timestamp: z
+      .union([z.iso.datetime({ offset: true }), z.number().int().nonnegative()])
+      .optional()
+      .openapi({ description: "When the hit happened: ISO 8601, or epoch ms; default: when it is received" }),
+    method: z
+      .string()
+      .regex(/^[A-Za-z]{1,16}$/, "an HTTP method")
+      .transform((m) => m.toUpperCase())
+      .optional(),
+    status: z.number().int().min(100).max(599).optional(),
+  })
+  .openapi("Hit");
+
+const logBody = z
+  .union([hitSchema, z.object({ hits: z.array(hitSchema).min(1).max(USAGE_HITS_PER_JOB) })])
+  .openapi("HitLog", { description: `One hit, or up to ${USAGE_HITS_PER_JOB} as {hits: […]}` });
+
+// Registration is open (or needs REGISTRATION_TOKEN, checked below): the caller has no account yet.
+const register = guardedRoute(PUBLIC, {
+  method: "post",
+  path: "/api/register",
+  tags: ["usage"],
+  summary: "Register a client: an account of role client, and its API key (shown once)",
+  description:
+    "Open to anyone unless REGISTRATION_TOKEN is set; then send it as `Authorization: Bearer <token>`.",
+  request: {
+    body: {
+      required: true,
+      content: {
+        "application/json": {
+          schema: z
+            .object({
+              name: z.string().trim().min(1).max(200),
+              email: z.string().email().max(320),
+              client_id: clientIdField.optional(),
+            })
+            .openapi("ClientRegistration"),
+        },
+      },
+    },
+  },
+  responses: {
+    201: json(
+      z
+        .object({ client_id: z.string(), name: z.string(), email: z.string(), api_key: z.string() })
+        .openapi("RegisteredClient"),
+      "Registered; api_key is shown only here",
+    ),
+    ...errorResponses(400, 401, 409),
+  },
+});
+
+const logHits = guardedRoute(
+  { roles: ["client"] },
+  {
+    method: "post",
+    path: "/api/logs",
+    tags: ["usage"],
+    summary: "Log hits: 202 once they are durable (in a job in Redis)",
+    description:
+      "A batch counts its hits against the client's ingestion limits (a minute and an hour). " +
+      "Hits show in /api/usage within a second or two of the 202.",
+    request: { body: { required: true, content: { "application/json": { schema: logBody } } } },
+    responses: {
+      202: json(z.object({ accepted: z.number().int() }).openapi("HitsAccepted"), "Durable"),
+      ...errorResponses(400),
+    },
+  },
+);
+
+const dailyQuery = z.object({
+  client_id: clientIdField.optional().openapi({ description: "Admins and ops: one client" }),
+});
+const dailyUsageSchema = z
+  .object({
+    days: z.number().int(),
+    clients: z.array(
+      z.object({
+        client_id: z.string(),
+        daily: z.array(z.object({ date: z.string(), requests: z.number().int() })),
+      }),
+    ),
+  })
+  .openapi("DailyUsage");
+
+const daily = guardedRoute(
+  { roles: ["client", "admin", "ops"] },
+  {
+    method: "get",
+    path: "/api/usage/daily",
+    tags: ["usage"],
+    summary: `Requests per client per UTC day for the last ${DAILY_DAYS} days, zero-filled`,
+    description: "A client sees itself; admins and ops see every client, or one with ?client_id=.",
+    request: { query: dailyQuery },
+    responses: { 200: json(dailyUsageSchema, "Daily usage"), ...errorResponses(400, 404) },
+  },
+);
+
+const top = guardedRoute(
+  { roles: ADMINS },
+  {
+    method: "get",
+    path: "/api/usage/top",
+    tags: ["usage"],
+    summary: `The ${TOP_CLIENTS} clients with the most requests in the last ${TOP_WINDOW_HOURS} h`,
+    description: "Rolling by the hour: this hour and the 23 before it.",
+    responses: {
+      200: json(
+        z
+          .object({
+            window_hours: z.number().int(),
+            clients: z.array(z.object({ client_id: z.string(), requests: z.number().int() })),
+          })
+          .openapi("TopClients"),
+        "The top clients",
+      ),
+      ...errorResponses(),
+    },
+  },
+);
+
+const accountOf = (caller: Caller) => {
+  if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key or token is required");
+  return caller;
+};
+
+/** The client's window of `kind`, counted, with the RateLimit headers of the usage policy. */
+async function limitClient(c: Context<AppEnv>, kind: "reads" | "hits", points = 1) {
+  const caller = accountOf(c.get("caller"));
+  if (caller.role !== "client") return caller;
+  const usage = c.get("services").usage;
+  try {
+    rateLimitHeaders(c, await usage.limit(kind, caller.accountId, points), `client-${kind}`);
+  } catch (err) {
+    if (err instanceof AppError && err.code === "RATE_LIMITED") {
+      const [minute] = usage.policies(kind);
+      if (minute)
+        rateLimitHeaders(
+          c,
+          { ...minute, remaining: 0, resetSeconds: err.retryAfter ?? minute.windowSeconds },
+          `client-${kind}`,
+        );
+    }
+    throw err;
+  }
+  return caller;
+}
+
+/** Epoch ms of a hit's timestamp, within what api_hits keeps; 400 otherwise. */
+function hitInstant(timestamp: string | number | undefined, now: number, retentionDays: number) {
+  if (timestamp === undefined) return undefined;
+  const at = typeof timestamp === "number" ? timestamp : Date.parse(timestamp);
+  const oldest = Math.floor(now / DAY_MS) * DAY_MS - (retentionDays - 1) * DAY_MS;
+  if (at < oldest || at > now + FUTURE_SKEW_MS)
+    throw new AppError(
+      "VALIDATION_FAILED",
+      `timestamp must be within the last ${retentionDays} days (USAGE_RETENTION_DAYS) and not in the future`,
+      [{ path: "timestamp", message: "out of range" }],
+    );
+  return at;
+}
+
+export const usageRoutes = new OpenAPIHono<AppEnv>()
+  .openapi(register, async (c) => {
+    const token = c.get("deps").config.REGISTRATION_TOKEN;
+    if (token !== undefined) {
+      const presented = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("Authorization") ?? "")?.[1];
+      if (presented === undefined || !secureEqual(presented, token)) {
+        c.header("WWW-Authenticate", 'Bearer realm="conveyor-registration"');
+        throw new AppError(
+          "UNAUTHORIZED",
+          "registration needs the registration token (Authorization: Bearer)",
+        );
+      }
+    }
+    const body = c.req.valid("json");
+    const made = await c.get("services").usage.register({
+      name: body.name,
+      email: body.email,
+      clientId: body.client_id,
+    });
+    c.header("Cache-Control", "no-store");
+    return c.json(
+      { client_id: made.clientId, name: made.name, email: made.email, api_key: made.apiKey },
+      201,
+    );
+  })
+  .openapi(logHits, async (c) => {
+    const body = c.req.valid("json");
+    const hits = "hits" in body ? body.hits : [body];
+    const caller = await limitClient(c, "hits", hits.length);
+    const now = Date.now();
+    const retention = c.get("deps").config.USAGE_RETENTION_DAYS;
+    const accepted = await c.get("services").usage.logHits(
+      caller.accountId,
+      hits.map((h) => ({
+        ip: h.ip,
+        endpoint: h.endpoint,
+        at: hitInstant(h.timestamp, now, retention),
+        method: h.method,
+        status: h.status,
+      })),
+    );
+    return c.json({ accepted }, 202);
+  })
+  .openapi(tokenRoute("/api/token", "usage"), async (c) => {
+    await limitClient(c, "reads");
+    return exchangeToken(c);
+  })
+  .openapi(daily, async (c) => {
+    const caller = await limitClient(c, "reads");
+    const { client_id: clientId } = c.req.valid("query");
+    const usage = c.get("services").usage;
+    let accountId: string | undefined;
+    if (caller.role === "client") {
+      const own = await usage.client(caller.accountId);
+      if (clientId !== undefined && clientId !== own?.clientId)
+        throw new AppError("FORBIDDEN", "a client sees its own usage only");
+      accountId = caller.accountId;
+    } else if (clientId !== undefined) {
+      const client = await usage.clientById(clientId);
+      if (!client) throw new AppError("NOT_FOUND", `no client ${clientId}`);
+      accountId = client.accountId;
+    }
+    const clients = await usage.daily(accountId);
+    return c.json(
+      {
+        days: DAILY_DAYS,
+        clients: clients.map((u) => ({ client_id: u.clientId, daily: u.days })),
+      },
+      200,
+    );
+  })
+  .openapi(top, async (c) =>
+    c.json(
+      {
+        window_hours: TOP_WINDOW_HOURS,
+        clients: (await c.get("services").usage.top()).map((t) => ({
+          client_id: t.clientId,
+          requests: t.requests,
+        })),
+      },
+      200,
+    ),
+  );

@@ -1,0 +1,29 @@
+// Settings of the usage domain (zod shapes; lib/config.ts reads the environment): retention of
+// the hits, how far ahead their partitions are made, registration, and the default rate limits of
+// a usage client (each client may have its own, in usage_clients).
+import { z } from "zod";
+import type { ConfigOf } from "../../lib/config.js";
+
+const perWindow = (fallback: number) => z.coerce.number().int().min(1).default(fallback);
+
+export const usageConfig = {
+  // Days of hits kept in api_hits: older days' partitions are dropped whole. The daily and hourly
+  // rollups are kept.
+  USAGE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3_650).default(30),
+  // Days of partitions made ahead of today, so no hit waits for one to be created.
+  USAGE_PARTITIONS_AHEAD_DAYS: z.coerce.number().int().min(1).max(60).default(3),
+  // Hits an API process holds while their enqueue to Redis is in flight; beyond, 503 at once.
+  USAGE_MAX_QUEUED_HITS: z.coerce.number().int().min(1).default(50_000),
+  // Hits committed to Postgres in one statement by a worker (group commit across jobs).
+  USAGE_BATCH_MAX: z.coerce.number().int().min(1).max(20_000).default(5_000),
+  // When set, POST /api/register needs `Authorization: Bearer <token>`; unset: open to anyone.
+  REGISTRATION_TOKEN: z.string().min(16, "at least 16 characters").optional(),
+  // Default limits of a client (per minute and per hour), on the read and token routes and, apart,
+  // on logged hits (a batch counts its hits). A client's own limits in usage_clients win.
+  USAGE_READS_PER_MINUTE: perWindow(100),
+  USAGE_READS_PER_HOUR: perWindow(1_000),
+  USAGE_HITS_PER_MINUTE: perWindow(60_000),
+  USAGE_HITS_PER_HOUR: perWindow(1_000_000),
+};
+
+export type UsageConfig = ConfigOf<typeof usageConfig>;

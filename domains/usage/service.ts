@@ -1,0 +1,271 @@
+// The usage domain: API clients log their hits, and see who called what and how much. Hits go
+// into `log-batching` jobs many at a time (the API's group commit, as alert events do), a worker
+// commits them with their daily and hourly rollups in one statement (group commit across jobs),
+// then adds what it counted to the live counters in Redis and announces the batch on pub/sub.
+// Postgres is the system of record: the counters are rebuilt from it by the maintenance job.
+import { createBatcher } from "../../lib/batcher.js";
+import { AppError, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
+import { randomId } from "../../lib/ids.js";
+import type { Logger } from "../../lib/logger.js";
+import { createRateLimit, type RateLimit, type RateLimitState } from "../../lib/rate-limit.js";
+import { enqueue } from "../../queues/contract.js";
+import { type LoggedHit, logBatchingQueue, USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
+import type { Connections } from "../connections.js";
+import type { IdentityService } from "../identity/service.js";
+import type { UsageConfig } from "./config.js";
+import {
+  type CountedHits,
+  createDayPartitions,
+  dailyUsage,
+  dropDayPartitionsBefore,
+  findUsageClient,
+  hourlyTotalsSince,
+  insertHits,
+  insertUsageClient,
+  NO_PARTITION,
+  utcDay,
+} from "./queries.js";
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+/** Hours in the rolling window of /api/usage/top: this hour and the 23 before it. */
+export const TOP_WINDOW_HOURS = 24;
+export const TOP_CLIENTS = 3;
+/** Days of /api/usage/daily. */
+export const DAILY_DAYS = 7;
+
+/** A hit as a client logs it. */
+export interface HitInput {
+  ip: string;
+  endpoint: string;
+  /** Epoch ms; the time it was received when absent. */
+  at?: number | undefined;
+  method?: string | undefined;
+  status?: number | undefined;
+}
+
+/** What a committed batch announces on `${QUEUE_PREFIX}:usage:committed`. */
+export interface CommittedBatchEvent {
+  counted: CountedHits[];
+}
+
+export type UsageService = ReturnType<typeof createUsageService>;
+
+export function createUsageService(
+  config: UsageConfig & { QUEUE_PREFIX: string },
+  { database, redis, queues, logger }: Pick<Connections, "database" | "redis" | "queues" | "logger">,
+  { identity }: { identity: IdentityService },
+) {
+  const sql = database.sql;
+  const keyPrefix = `${config.QUEUE_PREFIX}:usage`;
+  const hourKey = (hourMs: number) => `${keyPrefix}:hour:${hourMs}`;
+  const channel = `${keyPrefix}:committed`;
+
+  // ---- The API: hits into jobs ----------------------------------------------------------------
+  const enqueuer = createBatcher<LoggedHit>({
+    maxBatch: USAGE_HITS_PER_JOB,
+    maxInFlight: 4,
+    maxQueued: {
+      items: config.USAGE_MAX_QUEUED_HITS,
+      error: () =>
+        new AppError(
+          "SERVICE_UNAVAILABLE",
+          "too many hits are waiting for Redis; retry later",
+          undefined,
+          RETRY_AFTER_SECONDS,
+        ),
+    },
+    flush: async (hits) => {
+      await enqueue(queues.get(logBatchingQueue.name), logBatchingQueue, "usage.logHits", { hits }, {}, [
+        ...new Set(hits.map((h) => h.accountId)),
+      ]);
+    },
+  });
+
+  // ---- The worker: hits into Postgres, then the live counters --------------------------------
+  async function commit(hits: LoggedHit[]): Promise<CountedHits[]> {
+    try {
+      return await insertHits(sql, hits);
+    } catch (err) {
+      if ((err as { code?: string }).code !== NO_PARTITION) throw err;
+      // A day with no partition yet (the maintenance job makes them ahead; a hit from the edge
+      // of the retention window may still find none): make it, and write again.
+      await createDayPartitions(
+        sql,
+        hits.map((h) => utcDay(h.at)),
+      );
+      return insertHits(sql, hits);
+    }
+  }
+
+  const committer = createBatcher<LoggedHit>({
+    maxBatch: config.USAGE_BATCH_MAX,
+    flush: async (hits) => {
+      const counted = await commit(hits);
+      if (counted.length === 0) return;
+      // After the commit: a crash here leaves the counters short until the next rebuild, never
+      // double (a retried batch inserts nothing, so counts nothing).
+      await addToCounters(counted).catch((err: unknown) =>
+        logger.warn({ err: { message: (err as Error).message } }, "usage: live counters not updated"),
+      );
+    },
+  });
+
+  async function addToCounters(counted: CountedHits[]): Promise<void> {
+    const pipeline = redis.pipeline();
+    for (const c of counted) {
+      pipeline.zincrby(hourKey(c.hour), c.hits, c.clientId);
+      // Kept for the window, and an hour more for the hour under way.
+      pipeline.pexpireat(hourKey(c.hour), c.hour + (TOP_WINDOW_HOURS + 1) * HOUR_MS);
+    }
+    pipeline.publish(channel, JSON.stringify({ counted } satisfies CommittedBatchEvent));
+    await pipeline.exec();
+  }
+
+  // ---- Rate limits per client: a minute and an hour, on reads and on hits apart ---------------
+  const limit = (kind: "reads" | "hits", windowSeconds: number, points: number): RateLimit =>
+    createRateLimit(redis, {
+      keyPrefix: `${keyPrefix}:limit:${kind}:${windowSeconds}`,
+      points,
+      windowSeconds,
+      message:
+        kind === "hits"
+          ? "this client has logged too many hits; retry later"
+          : "this client has made too many requests; retry later",
+      whenRedisIsDown: "memory",
+    });
+  const limits = {
+    reads: [
+      limit("reads", 60, config.USAGE_READS_PER_MINUTE),
+      limit("reads", 3600, config.USAGE_READS_PER_HOUR),
+    ],
+    hits: [limit("hits", 60, config.USAGE_HITS_PER_MINUTE), limit("hits", 3600, config.USAGE_HITS_PER_HOUR)],
+  };
+
+  return {
+    /**
+     * Registers a usage client: an account of role `client` with its first API key, and its
+     * usage row, in one transaction. `clientId` defaults to the account id.
+     */
+    async register(input: { name: string; email: string; clientId?: string | undefined }) {
+      try {
+        const made = await identity.createAccount(
+          { accountId: null, keyId: null, requestId: null },
+          {
+            role: "client",
+            name: input.name,
+            email: input.email,
+            withKey: { name: "registration" },
+            alongside: (tx, account) =>
+              insertUsageClient(tx, { accountId: account.id, clientId: input.clientId ?? account.id }),
+          },
+        );
+        return {
+          accountId: made.account.id,
+          clientId: input.clientId ?? made.account.id,
+          name: made.account.name,
+          email: made.account.email as string,
+          apiKey: made.secret as string,
+        };
+      } catch (err) {
+        if ((err as { constraint_name?: string }).constraint_name === "usage_clients_client_id_key")
+          throw new AppError("CONFLICT", `client_id ${input.clientId} is taken`);
+        throw err;
+      }
+    },
+
+    client: (accountId: string) => findUsageClient(sql, { accountId }),
+    clientById: (clientId: string) => findUsageClient(sql, { clientId }),
+
+    /**
+     * Takes `points` from the client's windows of `kind`; RATE_LIMITED past either. Answers the
+     * window closest to its limit, for the RateLimit headers.
+     */
+    async limit(
+      kind: "reads" | "hits",
+      accountId: string,
+      points = 1,
+    ): Promise<RateLimitState & { windowSeconds: number }> {
+      const states = [];
+      for (const window of limits[kind])
+        states.push({ ...(await window.consume(accountId, points)), windowSeconds: window.windowSeconds });
+      return states.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a));
+    },
+    policies: (kind: "reads" | "hits") =>
+      limits[kind].map((w) => ({ limit: w.points, windowSeconds: w.windowSeconds })),
+
+    /** Logs a client's hits: resolves once every one of them is in a job in Redis. */
+    async logHits(accountId: string, hits: readonly HitInput[]): Promise<number> {
+      const now = Date.now();
+      await Promise.all(
+        hits.map((h) =>
+          enqueuer.add({
+            id: randomId(),
+            accountId,
+            at: h.at ?? now,
+            ip: h.ip,
+            endpoint: h.endpoint,
+            method: h.method,
+            status: h.status,
+          }),
+        ),
+      );
+      return hits.length;
+    },
+
+    /** Commits a job's hits with those of concurrent jobs (worker). */
+    async record(hits: readonly LoggedHit[]): Promise<void> {
+      await Promise.all(hits.map((h) => committer.add(h)));
+    },
+
+    /** Requests per UTC day for the last DAILY_DAYS days, zero-filled: one client's, or all. */
+    daily: (accountId?: string) =>
+      dailyUsage(sql, { accountId, days: DAILY_DAYS, todayMs: utcDay(Date.now()) }),
+
+    /** The TOP_CLIENTS clients with the most requests in this hour and the 23 before it (Redis only). */
+    async top(): Promise<{ clientId: string; requests: number }[]> {
+      const thisHour = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+      const keys = Array.from({ length: TOP_WINDOW_HOURS }, (_, i) => hourKey(thisHour - i * HOUR_MS));
+      const flat = (await redis.call("ZUNION", String(keys.length), ...keys, "WITHSCORES")) as string[];
+      const totals: { clientId: string; requests: number }[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2)
+        totals.push({ clientId: flat[i] as string, requests: Number(flat[i + 1]) });
+      return totals
+        .sort((a, b) => b.requests - a.requests || (a.clientId < b.clientId ? -1 : 1))
+        .slice(0, TOP_CLIENTS);
+    },
+
+    /**
+     * The scheduled upkeep: partitions for today and USAGE_PARTITIONS_AHEAD_DAYS ahead (and the
+     * retention window behind, for late hits), drops those past USAGE_RETENTION_DAYS, and rebuilds
+     * the live counters of the window from the hourly rollup.
+     */
+    async maintain(log: Logger) {
+      const today = utcDay(Date.now());
+      const days: number[] = [];
+      for (let d = -config.USAGE_RETENTION_DAYS + 1; d <= config.USAGE_PARTITIONS_AHEAD_DAYS; d++)
+        days.push(today + d * DAY_MS);
+      const created = await createDayPartitions(sql, days);
+      const dropped = await dropDayPartitionsBefore(sql, today - (config.USAGE_RETENTION_DAYS - 1) * DAY_MS);
+      const thisHour = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+      const since = thisHour - (TOP_WINDOW_HOURS - 1) * HOUR_MS;
+      const totals = await hourlyTotalsSince(sql, since);
+      const pipeline = redis.multi();
+      for (let h = since; h <= thisHour; h += HOUR_MS) pipeline.del(hourKey(h));
+      for (const t of totals) {
+        pipeline.zadd(hourKey(t.hour), t.hits, t.clientId);
+        pipeline.pexpireat(hourKey(t.hour), t.hour + (TOP_WINDOW_HOURS + 1) * HOUR_MS);
+      }
+      await pipeline.exec();
+      log.info({ created, dropped, hours: totals.length }, "usage partitions and counters maintained");
+      return { created, dropped };
+    },
+
+    /** The channel every committed batch is announced on. */
+    channel,
+
+    async close(): Promise<void> {
+      await Promise.allSettled([enqueuer.drain(), committer.drain()]);
+    },
+  };
+}
