@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDayPartitions, utcDay } from "../../domains/usage/queries.js";
+import { compareEventIds } from "../../domains/usage/service.js";
 import { logBatchingQueue } from "../../queues/log-batching.js";
 import {
   createTestContext,
@@ -272,6 +273,104 @@ describe("reads", () => {
     expect(((await daily.json()) as Daily).clients[0]?.client_id).toBe(client.client_id);
     expect((await get("/api/usage/daily", { authorization: `Bearer ${access_token}x` })).status).toBe(401);
   });
+});
+
+interface SseEvent {
+  id?: string;
+  event?: string;
+  data: string;
+}
+
+/** Reads server-sent events from `res` until `done` says so (or `timeoutMs`), then closes it. */
+async function readEvents(res: Response, done: (events: SseEvent[]) => boolean, timeoutMs = 10_000) {
+  expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const events: SseEvent[] = [];
+  let text = "";
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (!done(events) && Date.now() < deadline) {
+      const chunk = await Promise.race([
+        reader.read(),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), Math.max(1, deadline - Date.now()))),
+      ]);
+      if (!chunk || chunk.done) break;
+      text += decoder.decode(chunk.value, { stream: true });
+      let end = text.indexOf("\n\n");
+      while (end >= 0) {
+        const event: SseEvent = { data: "" };
+        for (const line of text.slice(0, end).split("\n")) {
+          const colon = line.indexOf(":");
+          const [field, value] = [line.slice(0, colon), line.slice(colon + 1).trimStart()];
+          if (field === "id") event.id = value;
+          else if (field === "event") event.event = value;
+          else if (field === "data") event.data += value;
+        }
+        events.push(event);
+        text = text.slice(end + 2);
+        end = text.indexOf("\n\n");
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return events;
+}
+
+const usageEvents = (events: SseEvent[]) =>
+  events
+    .filter((e) => e.event === "usage")
+    .map((e) => ({
+      id: e.id as string,
+      hits: (JSON.parse(e.data) as { hits: { client_id: string; added: number }[] }).hits,
+    }));
+const addedFor = (events: SseEvent[], clientId: string) =>
+  usageEvents(events)
+    .flatMap((e) => e.hits)
+    .filter((h) => h.client_id === clientId)
+    .reduce((sum, h) => sum + h.added, 0);
+
+describe("GET /api/usage/stream", () => {
+  it("streams a client its own committed hits, an admin everyone's, and resumes from Last-Event-ID", async () => {
+    const [a, b] = [await register(), await register()];
+    const streamOf = (headers: Record<string, string>) => get("/api/usage/stream", headers);
+    const ofA = await streamOf(a.headers);
+    const ofAdmin = await streamOf(admin.headers);
+    expect(ofA.status).toBe(200);
+    const logged = (async () => {
+      // Once both streams are open (their first event is written at once).
+      await new Promise((r) => setTimeout(r, 200));
+      await post("/api/logs", { hits: [hit(1), hit(2), hit(3)] }, a.headers);
+      await post("/api/logs", { hits: [hit(4), hit(5)] }, b.headers);
+    })();
+    const [seenByA, seenByAdmin] = await Promise.all([
+      readEvents(ofA, (events) => addedFor(events, a.client_id) >= 3),
+      readEvents(
+        ofAdmin,
+        (events) => addedFor(events, a.client_id) >= 3 && addedFor(events, b.client_id) >= 2,
+      ),
+    ]);
+    await logged;
+    expect(seenByA[0]?.event).toBe("ready");
+    expect(addedFor(seenByA, a.client_id)).toBe(3);
+    expect(usageEvents(seenByA).flatMap((e) => e.hits.map((h) => h.client_id))).not.toContain(b.client_id);
+    expect(addedFor(seenByAdmin, b.client_id)).toBe(2);
+
+    // Missed while away: replayed from the event log on reconnect, after the last id seen.
+    const lastSeen = usageEvents(seenByA).at(-1)?.id as string;
+    await post("/api/logs", { hits: [hit(6), hit(7)] }, a.headers);
+    expect(await todayCount(a.headers, 5)).toBe(5);
+    const resumed = await readEvents(
+      await get("/api/usage/stream", { ...a.headers, "last-event-id": lastSeen }),
+      (events) => addedFor(events, a.client_id) >= 2,
+    );
+    expect(addedFor(resumed, a.client_id)).toBe(2);
+    expect(usageEvents(resumed).every((e) => compareEventIds(e.id, lastSeen) > 0)).toBe(true);
+
+    expect((await get("/api/usage/stream", { ...a.headers, "last-event-id": "not-an-id" })).status).toBe(400);
+    expect((await get("/api/usage/stream")).status).toBe(401);
+  }, 30_000);
 });
 
 describe("per-client rate limits", () => {

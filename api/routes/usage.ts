@@ -4,8 +4,15 @@
 import { isIP } from "node:net";
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { streamSSE } from "hono/streaming";
 import type { Caller } from "../../domains/identity/caller.js";
-import { DAILY_DAYS, TOP_CLIENTS, TOP_WINDOW_HOURS } from "../../domains/usage/service.js";
+import {
+  type CommittedBatchEvent,
+  compareEventIds,
+  DAILY_DAYS,
+  TOP_CLIENTS,
+  TOP_WINDOW_HOURS,
+} from "../../domains/usage/service.js";
 import { ADMINS, guardedRoute, PUBLIC, rateLimitHeaders } from "../../http/access.js";
 import type { AppEnv } from "../../http/context.js";
 import { AppError } from "../../lib/errors.js";
@@ -16,6 +23,7 @@ import { errorResponses } from "../openapi.js";
 import { exchangeToken, tokenRoute } from "./identity.js";
 
 const DAY_MS = 86_400_000;
+const HEARTBEAT_SECONDS = 15;
 /** A hit may be stamped this far in the future (clocks differ), not more. */
 const FUTURE_SKEW_MS = 5 * 60_000;
 
@@ -156,6 +164,33 @@ const top = guardedRoute(
   },
 );
 
+const stream = guardedRoute(
+  { roles: ["client", "admin", "ops"] },
+  {
+    method: "get",
+    path: "/api/usage/stream",
+    tags: ["usage"],
+    summary: "Server-Sent Events: usage as it is committed",
+    description:
+      "Each `usage` event is one committed batch: `{hits: [{client_id, hour, added}]}`, with the " +
+      "event's `id`. A client sees its own hits only; admins and ops see every client's. A " +
+      `\`heartbeat\` comes every ${HEARTBEAT_SECONDS} s. Reconnect with \`Last-Event-ID\` to receive ` +
+      "the batches missed since (the last 10,000 are kept).",
+    request: {
+      headers: z.object({
+        "last-event-id": z
+          .string()
+          .regex(/^\d{1,15}-\d{1,10}$/)
+          .optional(),
+      }),
+    },
+    responses: {
+      200: { description: "An event stream", content: { "text/event-stream": { schema: z.string() } } },
+      ...errorResponses(400),
+    },
+  },
+);
+
 const accountOf = (caller: Caller) => {
   if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key or token is required");
   return caller;
@@ -267,6 +302,63 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
       },
       200,
     );
+  })
+  .openapi(stream, async (c) => {
+    const caller = await limitClient(c, "reads");
+    const usage = c.get("services").usage;
+    // A client's own hits only; operators every client's.
+    const own = caller.role === "client" ? caller.accountId : undefined;
+    const visible = (event: CommittedBatchEvent) =>
+      event.counted
+        .filter((h) => own === undefined || h.accountId === own)
+        .map((h) => ({ client_id: h.clientId, hour: new Date(h.hour).toISOString(), added: h.hits }));
+    const resumeFrom = c.req.valid("header")["last-event-id"];
+    c.header("Cache-Control", "no-store");
+    // Proxies (nginx) must not buffer it.
+    c.header("X-Accel-Buffering", "no");
+    return streamSSE(c, async (sse) => {
+      let last = resumeFrom ?? "0-0";
+      const pending: CommittedBatchEvent[] = [];
+      let wake: (() => void) | undefined;
+      // Subscribed before the replay, so nothing committed in between is missed; what both
+      // deliver is sent once (ids are ordered).
+      const unsubscribe = await usage.subscribe((event) => {
+        pending.push(event);
+        wake?.();
+      });
+      let open = true;
+      sse.onAbort(() => {
+        open = false;
+        wake?.();
+      });
+      const heartbeat = setInterval(() => {
+        void sse.writeSSE({ event: "heartbeat", data: "{}" });
+      }, HEARTBEAT_SECONDS * 1000);
+      heartbeat.unref();
+      const send = async (event: CommittedBatchEvent) => {
+        if (compareEventIds(event.id, last) <= 0) return;
+        last = event.id;
+        const hits = visible(event);
+        if (hits.length > 0)
+          await sse.writeSSE({ id: event.id, event: "usage", data: JSON.stringify({ hits }) });
+      };
+      try {
+        await sse.writeSSE({
+          event: "ready",
+          data: JSON.stringify({ heartbeat_seconds: HEARTBEAT_SECONDS }),
+        });
+        if (resumeFrom !== undefined)
+          for (const event of await usage.eventsAfter(resumeFrom)) await send(event);
+        while (open) {
+          const event = pending.shift();
+          if (event) await send(event);
+          else await new Promise<void>((resolve) => (wake = resolve));
+        }
+      } finally {
+        clearInterval(heartbeat);
+        unsubscribe();
+      }
+    });
   })
   .openapi(top, async (c) =>
     c.json(

@@ -3,11 +3,13 @@
 // commits them with their daily and hourly rollups in one statement (group commit across jobs),
 // then adds what it counted to the live counters in Redis and announces the batch on pub/sub.
 // Postgres is the system of record: the counters are rebuilt from it by the maintenance job.
+import type { Redis } from "ioredis";
 import { createBatcher } from "../../lib/batcher.js";
 import { AppError, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
 import { createRateLimit, type RateLimit, type RateLimitState } from "../../lib/rate-limit.js";
+import { createRedis } from "../../lib/redis.js";
 import { enqueue } from "../../queues/contract.js";
 import { type LoggedHit, logBatchingQueue, USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
 import type { Connections } from "../connections.js";
@@ -44,15 +46,46 @@ export interface HitInput {
   status?: number | undefined;
 }
 
-/** What a committed batch announces on `${QUEUE_PREFIX}:usage:committed`. */
+/**
+ * What a committed batch announces on `${QUEUE_PREFIX}:usage:committed`, and keeps in the event
+ * log (a Redis stream of the last USAGE_EVENTS_KEPT batches) under `id`, for streams to resume.
+ */
 export interface CommittedBatchEvent {
+  /** The event log's id (a Redis stream id, "ms-seq"): ordered, unique. */
+  id: string;
   counted: CountedHits[];
 }
+
+/** Batches kept in the event log for resuming streams (Last-Event-ID). */
+const USAGE_EVENTS_KEPT = 10_000;
+
+// KEYS: event log, channel. ARGV: max kept, the batch's JSON → the event's id. Logged and
+// announced in one step, so an event seen live can always be found again by its id.
+const ANNOUNCE = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'counted', ARGV[2])
+redis.call('PUBLISH', KEYS[2], id .. ' ' .. ARGV[2])
+return id`;
+
+/** Orders two stream ids ("ms-seq"). */
+export const compareEventIds = (a: string, b: string): number => {
+  const [am = 0, as = 0] = a.split("-").map(Number);
+  const [bm = 0, bs = 0] = b.split("-").map(Number);
+  return am - bm || as - bs;
+};
+
+const parseAnnouncement = (message: string): CommittedBatchEvent | undefined => {
+  const space = message.indexOf(" ");
+  try {
+    return { id: message.slice(0, space), counted: JSON.parse(message.slice(space + 1)) as CountedHits[] };
+  } catch {
+    return undefined;
+  }
+};
 
 export type UsageService = ReturnType<typeof createUsageService>;
 
 export function createUsageService(
-  config: UsageConfig & { QUEUE_PREFIX: string },
+  config: UsageConfig & { QUEUE_PREFIX: string; REDIS_URL: string },
   { database, redis, queues, logger }: Pick<Connections, "database" | "redis" | "queues" | "logger">,
   { identity }: { identity: IdentityService },
 ) {
@@ -60,6 +93,7 @@ export function createUsageService(
   const keyPrefix = `${config.QUEUE_PREFIX}:usage`;
   const hourKey = (hourMs: number) => `${keyPrefix}:hour:${hourMs}`;
   const channel = `${keyPrefix}:committed`;
+  const eventLog = `${keyPrefix}:events`;
 
   // ---- The API: hits into jobs ----------------------------------------------------------------
   const enqueuer = createBatcher<LoggedHit>({
@@ -118,8 +152,21 @@ export function createUsageService(
       // Kept for the window, and an hour more for the hour under way.
       pipeline.pexpireat(hourKey(c.hour), c.hour + (TOP_WINDOW_HOURS + 1) * HOUR_MS);
     }
-    pipeline.publish(channel, JSON.stringify({ counted } satisfies CommittedBatchEvent));
+    pipeline.eval(ANNOUNCE, 2, eventLog, channel, String(USAGE_EVENTS_KEPT), JSON.stringify(counted));
     await pipeline.exec();
+  }
+
+  // ---- Live events: one subscriber per process, fanned out to its streams ---------------------
+  const listeners = new Set<(event: CommittedBatchEvent) => void>();
+  let subscriber: Redis | undefined;
+  function listen(): Promise<void> {
+    if (subscriber) return Promise.resolve();
+    subscriber = createRedis(config.REDIS_URL, "worker", logger, { connectionName: "usage-events" });
+    subscriber.on("message", (_channel: string, message: string) => {
+      const event = parseAnnouncement(message);
+      if (event) for (const listener of listeners) listener(event);
+    });
+    return subscriber.subscribe(channel).then(() => undefined);
   }
 
   // ---- Rate limits per client: a minute and an hour, on reads and on hits apart ---------------
@@ -261,11 +308,34 @@ export function createUsageService(
       return { created, dropped };
     },
 
-    /** The channel every committed batch is announced on. */
-    channel,
+    /**
+     * Calls `listener` with every batch committed from now on (any replica's workers); returns
+     * the unsubscribe. Resolves once this process listens.
+     */
+    async subscribe(listener: (event: CommittedBatchEvent) => void): Promise<() => void> {
+      listeners.add(listener);
+      await listen();
+      return () => listeners.delete(listener);
+    },
+
+    /** The batches committed after event `afterId` still in the event log, oldest first. */
+    async eventsAfter(afterId: string, count = 1000): Promise<CommittedBatchEvent[]> {
+      const entries = (await redis.xrange(eventLog, `(${afterId}`, "+", "COUNT", count)) as [
+        string,
+        string[],
+      ][];
+      const events: CommittedBatchEvent[] = [];
+      for (const [id, fields] of entries) {
+        const event = parseAnnouncement(`${id} ${fields[1] ?? "[]"}`);
+        if (event) events.push(event);
+      }
+      return events;
+    },
 
     async close(): Promise<void> {
       await Promise.allSettled([enqueuer.drain(), committer.drain()]);
+      listeners.clear();
+      if (subscriber) await subscriber.quit().catch(() => subscriber?.disconnect());
     },
   };
 }
