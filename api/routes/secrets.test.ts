@@ -726,6 +726,21 @@ describe("secrets per account (tenancy)", () => {
       ).toEqual([{ id: `${id}-c`, value: `${who}-c` }]);
     }
 
+    // A bare `*` reaches the whole tenant, and no further: page by page, only the caller's own.
+    for (const [who, api] of Object.entries(as))
+      expect(await allPages(api, "*", "one key for all")).toEqual(
+        ["a", "b", "c"].map((suffix) => ({ id: `${id}-${suffix}`, value: `${who}-${suffix}` })),
+      );
+
+    // Ids only Alice has answer Bob exactly as ids no one has: nothing, and no cursor to page on.
+    for (const n of [1, 2, 3]) await as.alice.store(`${id}-hers-${n}`, "one key for all", n);
+    for (const pattern of [`${id}-hers-*`, `${id}-hers-1`, `${id}-nobody-*`]) {
+      const reply = await as.bob.retrieve({ id: pattern, decryption_key: "one key for all" });
+      expect(reply.status).toBe(200);
+      expect(reply.body).toEqual([]);
+      expect(reply.headers.get("x-next-after")).toBeNull();
+    }
+
     // Bob overwrites "his" id: Alice's and the anonymous tenant's stay as they were.
     await as.bob.store(`${id}-a`, "bob's new key", "bob overwrote");
     expect(await as.alice.values(`${id}-a`, "one key for all")).toEqual([
@@ -751,7 +766,40 @@ describe("secrets per account (tenancy)", () => {
     expect((await t.app.request(job.statusUrl, { headers: bob.headers })).status).toBe(404);
     expect((await t.app.request(job.statusUrl)).status).toBe(404);
   });
+
+  it("writes a store sealed before secrets had tenants into the anonymous tenant", async () => {
+    const alice = await t.account("client");
+    const [asAlice, anonymous] = [
+      client(() => t, "192.0.2.44", alice.headers),
+      client(() => t, "192.0.2.45"),
+    ];
+    const id = `pre-tenancy-${run}`;
+    // What an API of an older deploy sealed: no tenant inside.
+    const sealed = seal(
+      createSealKeyRing(decodeKey(TEST_SEAL_KEY)),
+      JSON.stringify({ id, key: "old key", value: JSON.stringify("from before"), seq: Date.now() * 1000 }),
+      storeSealContext(id),
+    );
+    const job = await t.deps.queues.get("encryption").add("secrets.store", { id, sealed });
+    await eventually(async () => ((await job.isCompleted()) ? true : undefined), 20_000);
+    expect(await anonymous.values(id, "old key")).toEqual([{ id, value: "from before" }]);
+    expect(await asAlice.values(id, "old key")).toEqual([]);
+  });
 });
+
+/** Every page of a retrieval, following X-Next-After to the end. */
+async function allPages(api: ReturnType<typeof client>, pattern: string, key: string) {
+  const found: { id: string; value: unknown }[] = [];
+  let after: string | undefined;
+  for (let page = 0; page < 100; page++) {
+    const reply = await api.retrieve({ id: pattern, decryption_key: key, ...(after && { after }) });
+    expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+    found.push(...(reply.body as { id: string; value: unknown }[]));
+    after = reply.headers.get("x-next-after") ?? undefined;
+    if (after === undefined) return found;
+  }
+  throw new Error(`${pattern}: still paging after 100 pages`);
+}
 
 describe("secrets failed-decryption limit under concurrency (SECRETS_FAILED_DECRYPT_LIMIT=2)", () => {
   let t: TestContext;
