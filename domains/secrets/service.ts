@@ -166,9 +166,10 @@ export function createSecretsService(
 
     /**
      * The tenant's records matching an exact id or a `*` pattern that `key` opens, in id order; at
-     * most `limit` matches examined, from the cursor `after` (given out to this tenant only). Records the key does not open are left out (and
-     * logged), and the answer says nothing about them: no id, no count, and the same work (one key
-     * derivation) whether anything matched or not. Past the address's limits: RATE_LIMITED.
+     * most `limit` matches examined, from the cursor `after` (given out to this tenant only).
+     * Records the key does not open are left out (and logged), and the answer says nothing about
+     * them: no id, no count, and the same work (one key derivation) whether anything matched or
+     * not. Another tenant's records are never read. Past the address's limits: RATE_LIMITED.
      */
     async retrieve(query: {
       tenant: string;

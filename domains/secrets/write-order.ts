@@ -1,5 +1,9 @@
 // Write order of secrets: a sequence number taken by the API for every store, so the last store
-// submitted for an id wins whatever order workers run the jobs in.
+// submitted for an id wins whatever order workers run the jobs in. One counter serves every
+// tenant and id: seqs are only compared within a row, keyed (tenant, id) in Postgres, and any
+// order increasing across all stores is increasing per (tenant, id). A key per id would add a
+// Redis key per secret for good (noeviction), and the counter tells no one anything: a seq is
+// never answered to a client.
 import type { Redis } from "ioredis";
 
 // max(previous + 1, Redis time in µs): increasing across every API replica (one key), and still
