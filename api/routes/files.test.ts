@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fileKeyPrefix } from "../../domains/files/store.js";
 import { ANONYMOUS_TENANT } from "../../domains/identity/caller.js";
 import { scanKeys } from "../../lib/redis.js";
+import { chunkHashingQueue } from "../../queues/chunk-hashing.js";
+import { enqueue } from "../../queues/contract.js";
 import { createTestContext, eventually, type TestContext } from "../../test/helpers/context.js";
 import { type ServedApp, serveApp } from "../../test/helpers/http.js";
 
@@ -489,6 +491,25 @@ describe("files per account (tenancy)", () => {
       }, 20_000),
     );
     expect(done).toMatchObject({ state: "completed", result: { outcome: "verified" } });
+  });
+
+  it("verifies the anonymous tenant's file for a job enqueued before jobs named a tenant", async () => {
+    const alice = await t.account("client");
+    const name = uniqueName("pre-tenancy");
+    await store(t, name, Buffer.from("anonymous's bytes"));
+    expect((await put(t, name, Buffer.from("alice's bytes"), alice.headers)).status).toBe(201);
+    const anonymous = storeOf(t);
+    const own = t.deps.services.files.storeFor(alice.account.id);
+    const version = (await anonymous.head(name))?.version as string;
+    // As an older deploy enqueued it: no tenant, no owners.
+    const job = await enqueue(t.deps.queues.get("chunk-hashing"), chunkHashingQueue, "files.verify", {
+      name,
+      version,
+    });
+    const done = await withWorkers(t, () => finishedJob(t, `/v1/jobs/chunk-hashing/${job.id}`));
+    expect(done).toMatchObject({ state: "completed", result: { outcome: "verified", version } });
+    expect((await anonymous.head(name))?.state).toBe("verified");
+    expect((await own.head(name))?.state).not.toBe("corrupted");
   });
 });
 
@@ -1298,11 +1319,13 @@ describe("FILE_STORE_MAX_BYTES (1 MiB)", () => {
     await quota.close();
   });
 
-  const expectStorageFull = (status: number, body: string | Buffer) => {
+  /** A 507 that tells the limit and not how much of it the store holds (other tenants' files). */
+  const expectStorageFull = (status: number, body: string | Buffer, storedBytes: number) => {
     expect(status).toBe(507);
     const json = JSON.parse(body.toString()) as ErrorJson;
     expect(json.error.code).toBe("STORAGE_FULL");
-    expect(json.error.details).toMatchObject({ maxBytes: MIB });
+    expect(json.error.details).toEqual({ maxBytes: MIB });
+    expect(json.error.message).not.toContain(String(storedBytes));
   };
 
   it("refuses an upload that would take the store past it with 507 STORAGE_FULL, and counts what is deleted or replaced", async () => {
@@ -1311,11 +1334,14 @@ describe("FILE_STORE_MAX_BYTES (1 MiB)", () => {
     await store(quota, a, randomBytes(600 * KIB));
     expect(await stored()).toBe(600 * KIB);
 
-    // Declared too large for the room left: refused before a byte is read.
-    const declared = await request(served.port, "PUT", path(uniqueName()), {
-      headers: { "content-length": 500 * KIB },
-    });
-    expectStorageFull(declared.status, declared.body);
+    // Declared too large for the room left: refused before a byte is read, whoever asks.
+    const other = await quota.account("client");
+    for (const headers of [{}, other.headers]) {
+      const declared = await request(served.port, "PUT", path(uniqueName()), {
+        headers: { ...headers, "content-length": 500 * KIB },
+      });
+      expectStorageFull(declared.status, declared.body, 600 * KIB);
+    }
 
     await store(quota, b, randomBytes(300 * KIB));
     expect(await stored()).toBe(900 * KIB);
@@ -1327,7 +1353,7 @@ describe("FILE_STORE_MAX_BYTES (1 MiB)", () => {
       headers: { "transfer-encoding": "chunked" },
       body: randomStream(200 * KIB, 16 * KIB, createHash("sha1")),
     });
-    expectStorageFull(chunked.status, chunked.body);
+    expectStorageFull(chunked.status, chunked.body, 900 * KIB);
     expect((await quota.app.request(path(grown))).status).toBe(404);
     expect((await keysOf(quota)).sort()).toEqual(keys);
     expect(await stored()).toBe(900 * KIB);
