@@ -12,6 +12,10 @@ import {
   type TestAccount,
   type TestContext,
 } from "../../test/helpers/context.js";
+import { createTestDatabase, type TestDatabase } from "../../test/helpers/database.js";
+import { type RedisServer, startRedisServer } from "../../test/helpers/redis-server.js";
+import { startTcpProxy, type TcpProxy } from "../../test/helpers/tcp-proxy.js";
+import type { RunningWorkers } from "../../workers/runtime.js";
 import { createApp } from "../app.js";
 
 type ErrorJson = { error: { code: string; message: string } };
@@ -371,6 +375,108 @@ describe("GET /api/usage/stream", () => {
     expect((await get("/api/usage/stream", { ...a.headers, "last-event-id": "not-an-id" })).status).toBe(400);
     expect((await get("/api/usage/stream")).status).toBe(401);
   }, 30_000);
+});
+
+describe("cached reads", () => {
+  it("serves a read from the cache until a commit counts its client, then computes it again", async () => {
+    const client = await register();
+    const read = async () => {
+      const res = await get("/api/usage/daily", client.headers);
+      const body = (await res.json()) as Daily;
+      return { status: res.headers.get("cache-status"), today: body.clients[0]?.daily.at(-1)?.requests };
+    };
+    expect(await read()).toEqual({ status: "conveyor; fwd=miss", today: 0 });
+    expect(await read()).toEqual({ status: "conveyor; hit", today: 0 });
+    await post("/api/logs", hit(), client.headers);
+    // The commit bumps the client's version: the next read after it is computed, and counts the hit.
+    const fresh = await eventually(async () => {
+      const r = await read();
+      return r.today === 1 ? r : undefined;
+    });
+    expect(fresh.status).toBe("conveyor; fwd=miss");
+    expect(await read()).toEqual({ status: "conveyor; hit", today: 1 });
+    expect((await get("/api/usage/top", admin.headers)).headers.get("cache-status")).toBe("conveyor; hit");
+  });
+});
+
+describe("reads while Redis or Postgres is down", () => {
+  let redis: RedisServer;
+  let proxy: TcpProxy;
+  let db: TestDatabase;
+  let o: TestContext;
+  let workers: RunningWorkers;
+  beforeAll(async () => {
+    redis = await startRedisServer(["--save", "", "--appendonly", "yes"]);
+    db = await createTestDatabase();
+    const direct = new URL(db.url);
+    proxy = await startTcpProxy(Number(direct.port || 5432));
+    direct.host = `127.0.0.1:${proxy.port}`;
+    // Postgres through a proxy the test can cut; a Redis of its own it can stop.
+    o = await createTestContext({ REDIS_URL: redis.url, DATABASE_URL: direct.toString() });
+    workers = o.startWorkers({ WORKER_QUEUES: "log-batching" });
+  });
+  afterAll(async () => {
+    if (!redis.running) await redis.start();
+    await proxy?.restore();
+    await o?.close();
+    await proxy?.close();
+    await db?.drop();
+    await redis.remove();
+  });
+
+  it("serves the last answer with its Age while Postgres is down, and Postgres behind an LRU while Redis is", async () => {
+    const client = await register(o);
+    const oAdmin = await o.account("admin");
+    await post("/api/logs", { hits: [hit(1), hit(2), hit(3)] }, client.headers, o);
+    expect(await todayCount(client.headers, 3, o)).toBe(3);
+    const read = async (path: string, headers: Record<string, string>) => {
+      const res = await get(path, headers, o);
+      return {
+        http: res.status,
+        cache: res.headers.get("cache-status"),
+        age: res.headers.get("age"),
+        body: await res.json(),
+      };
+    };
+    const before = await read("/api/usage/daily", client.headers);
+    const topBefore = await read("/api/usage/top", oAdmin.headers);
+
+    // Postgres down, and the client's answer outdated (as a commit would make it).
+    await o.deps.redis.incr(
+      `${o.prefix}:usage:v:${(await o.deps.services.usage.clientById(client.client_id))?.accountId}`,
+    );
+    await proxy.cut();
+    try {
+      const stale = await read("/api/usage/daily", client.headers);
+      expect(stale).toMatchObject({ http: 200, cache: "conveyor; hit; detail=stale", body: before.body });
+      expect(Number(stale.age)).toBeGreaterThanOrEqual(0);
+      // The top clients need no database at all.
+      expect(await read("/api/usage/top", oAdmin.headers)).toMatchObject({
+        http: 200,
+        cache: "conveyor; hit",
+        body: topBefore.body,
+      });
+    } finally {
+      await proxy.restore();
+    }
+
+    // Reads only from here: the workers stop before Redis does (a BullMQ worker that lived through
+    // a Redis restart can take its whole shutdown deadline to close).
+    await workers.close();
+    await redis.stop();
+    try {
+      const first = await read("/api/usage/daily", client.headers);
+      expect(first).toMatchObject({ http: 200, cache: "conveyor; fwd=miss", body: before.body });
+      expect(await read("/api/usage/daily", client.headers)).toMatchObject({
+        http: 200,
+        cache: "conveyor; hit; detail=memory",
+      });
+      const top = await read("/api/usage/top", oAdmin.headers);
+      expect(top).toMatchObject({ http: 200, cache: "conveyor; fwd=miss", body: topBefore.body });
+    } finally {
+      await redis.start();
+    }
+  }, 60_000);
 });
 
 describe("per-client rate limits", () => {

@@ -6,6 +6,7 @@ import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Caller } from "../../domains/identity/caller.js";
+import type { CachedAnswer } from "../../domains/usage/read-cache.js";
 import {
   type CommittedBatchEvent,
   compareEventIds,
@@ -218,6 +219,23 @@ async function limitClient(c: Context<AppEnv>, kind: "reads" | "hits", points = 
   return caller;
 }
 
+/**
+ * Where a usage answer came from, as RFC 9211's Cache-Status: `hit` (the Redis cache, or the live
+ * counters), `fwd=miss` (computed now), `hit; detail=memory` (Redis was out of reach: this
+ * process's LRU), or `hit; detail=stale` with `Age` (Postgres was out of reach: the last answer
+ * computed).
+ */
+function answerHeaders(c: Context<AppEnv>, answer: CachedAnswer<unknown>) {
+  const status = {
+    cache: "hit",
+    database: "fwd=miss",
+    memory: "hit; detail=memory",
+    stale: "hit; detail=stale",
+  }[answer.source];
+  c.header("Cache-Status", `conveyor; ${status}`);
+  if (answer.ageSeconds !== undefined) c.header("Age", String(answer.ageSeconds));
+}
+
 /** Epoch ms of a hit's timestamp, within what api_hits keeps; 400 otherwise. */
 function hitInstant(timestamp: string | number | undefined, now: number, retentionDays: number) {
   if (timestamp === undefined) return undefined;
@@ -285,8 +303,7 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
     const usage = c.get("services").usage;
     let accountId: string | undefined;
     if (caller.role === "client") {
-      const own = await usage.client(caller.accountId);
-      if (clientId !== undefined && clientId !== own?.clientId)
+      if (clientId !== undefined && clientId !== (await usage.client(caller.accountId))?.clientId)
         throw new AppError("FORBIDDEN", "a client sees its own usage only");
       accountId = caller.accountId;
     } else if (clientId !== undefined) {
@@ -294,11 +311,12 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
       if (!client) throw new AppError("NOT_FOUND", `no client ${clientId}`);
       accountId = client.accountId;
     }
-    const clients = await usage.daily(accountId);
+    const answer = await usage.daily(accountId);
+    answerHeaders(c, answer);
     return c.json(
       {
         days: DAILY_DAYS,
-        clients: clients.map((u) => ({ client_id: u.clientId, daily: u.days })),
+        clients: answer.value.map((u) => ({ client_id: u.clientId, daily: u.days })),
       },
       200,
     );
@@ -360,15 +378,14 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
       }
     });
   })
-  .openapi(top, async (c) =>
-    c.json(
+  .openapi(top, async (c) => {
+    const answer = await c.get("services").usage.top();
+    answerHeaders(c, answer);
+    return c.json(
       {
         window_hours: TOP_WINDOW_HOURS,
-        clients: (await c.get("services").usage.top()).map((t) => ({
-          client_id: t.clientId,
-          requests: t.requests,
-        })),
+        clients: answer.value.map((t) => ({ client_id: t.clientId, requests: t.requests })),
       },
       200,
-    ),
-  );
+    );
+  });

@@ -16,6 +16,9 @@ export const usageConfig = {
   USAGE_MAX_QUEUED_HITS: z.coerce.number().int().min(1).default(50_000),
   // Hits committed to Postgres in one statement by a worker (group commit across jobs).
   USAGE_BATCH_MAX: z.coerce.number().int().min(1).max(20_000).default(5_000),
+  // A read replica (postgres://…) for the usage reads (/api/usage/*); unset: DATABASE_URL. Writes
+  // always go to DATABASE_URL.
+  DATABASE_READ_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   // When set, POST /api/register needs `Authorization: Bearer <token>`; unset: open to anyone.
   REGISTRATION_TOKEN: z.string().min(16, "at least 16 characters").optional(),
   // Default limits of a client (per minute and per hour), on the read and token routes and, apart,

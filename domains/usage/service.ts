@@ -4,8 +4,9 @@
 // then adds what it counted to the live counters in Redis and announces the batch on pub/sub.
 // Postgres is the system of record: the counters are rebuilt from it by the maintenance job.
 import type { Redis } from "ioredis";
+import { createDatabase } from "../../db/client.js";
 import { createBatcher } from "../../lib/batcher.js";
-import { AppError, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
+import { AppError, isDependencyDown, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
 import { createRateLimit, type RateLimit, type RateLimitState } from "../../lib/rate-limit.js";
@@ -27,6 +28,7 @@ import {
   NO_PARTITION,
   utcDay,
 } from "./queries.js";
+import { type CachedAnswer, createReadCache } from "./read-cache.js";
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
@@ -55,6 +57,14 @@ export interface CommittedBatchEvent {
   id: string;
   counted: CountedHits[];
 }
+
+export interface TopClient {
+  clientId: string;
+  requests: number;
+}
+
+const rankTop = (totals: TopClient[]): TopClient[] =>
+  totals.sort((a, b) => b.requests - a.requests || (a.clientId < b.clientId ? -1 : 1)).slice(0, TOP_CLIENTS);
 
 /** Batches kept in the event log for resuming streams (Last-Event-ID). */
 const USAGE_EVENTS_KEPT = 10_000;
@@ -90,6 +100,13 @@ export function createUsageService(
   { identity }: { identity: IdentityService },
 ) {
   const sql = database.sql;
+  // The usage reads go to the read replica when there is one.
+  const replica =
+    config.DATABASE_READ_URL === undefined
+      ? undefined
+      : createDatabase(config.DATABASE_READ_URL, { max: 5, appName: "conveyor-usage-reads" });
+  const readSql = replica?.sql ?? sql;
+  const cache = createReadCache({ redis, keyPrefix: `${config.QUEUE_PREFIX}:usage` });
   const keyPrefix = `${config.QUEUE_PREFIX}:usage`;
   const hourKey = (hourMs: number) => `${keyPrefix}:hour:${hourMs}`;
   const channel = `${keyPrefix}:committed`;
@@ -142,11 +159,15 @@ export function createUsageService(
       await addToCounters(counted).catch((err: unknown) =>
         logger.warn({ err: { message: (err as Error).message } }, "usage: live counters not updated"),
       );
+      warmSoon();
     },
   });
 
   async function addToCounters(counted: CountedHits[]): Promise<void> {
     const pipeline = redis.pipeline();
+    // Every cached answer that counted these clients is stale now.
+    for (const key of cache.versionKeys(new Set([...counted.map((c) => c.accountId), "all"])))
+      pipeline.incr(key);
     for (const c of counted) {
       pipeline.zincrby(hourKey(c.hour), c.hits, c.clientId);
       // Kept for the window, and an hour more for the hour under way.
@@ -154,6 +175,35 @@ export function createUsageService(
     }
     pipeline.eval(ANNOUNCE, 2, eventLog, channel, String(USAGE_EVENTS_KEPT), JSON.stringify(counted));
     await pipeline.exec();
+  }
+
+  // The hot answer (every client's daily usage, what admins read) computed again after commits,
+  // at most once a second, so the first read after a batch finds it ready.
+  let warmTimer: NodeJS.Timeout | undefined;
+  function warmSoon(): void {
+    if (warmTimer) return;
+    warmTimer = setTimeout(() => {
+      warmTimer = undefined;
+      daily(undefined).catch((err: unknown) =>
+        logger.debug({ err: { message: (err as Error).message } }, "usage: could not warm the daily answer"),
+      );
+    }, 1_000);
+    warmTimer.unref();
+  }
+
+  const daily = (accountId: string | undefined) => {
+    const todayMs = utcDay(Date.now());
+    return cache.read(`daily:${new Date(todayMs).toISOString().slice(0, 10)}`, accountId ?? "all", () =>
+      dailyUsage(readSql, { accountId, days: DAILY_DAYS, todayMs }),
+    );
+  };
+
+  /** The top clients from the hourly rollup (when the live counters are out of reach). */
+  async function topFromDatabase(since: number) {
+    const totals = new Map<string, number>();
+    for (const t of await hourlyTotalsSince(readSql, since))
+      totals.set(t.clientId, (totals.get(t.clientId) ?? 0) + t.hits);
+    return rankTop([...totals].map(([clientId, requests]) => ({ clientId, requests })));
   }
 
   // ---- Live events: one subscriber per process, fanned out to its streams ---------------------
@@ -265,21 +315,31 @@ export function createUsageService(
       await Promise.all(hits.map((h) => committer.add(h)));
     },
 
-    /** Requests per UTC day for the last DAILY_DAYS days, zero-filled: one client's, or all. */
-    daily: (accountId?: string) =>
-      dailyUsage(sql, { accountId, days: DAILY_DAYS, todayMs: utcDay(Date.now()) }),
+    /**
+     * Requests per UTC day for the last DAILY_DAYS days, zero-filled: one client's, or all;
+     * cached (read-cache.ts), with where the answer came from.
+     */
+    daily: (accountId?: string) => daily(accountId),
 
-    /** The TOP_CLIENTS clients with the most requests in this hour and the 23 before it (Redis only). */
-    async top(): Promise<{ clientId: string; requests: number }[]> {
+    /**
+     * The TOP_CLIENTS clients with the most requests in this hour and the 23 before it: from the
+     * live counters in Redis, no database call; from the hourly rollup while Redis is down.
+     */
+    async top(): Promise<CachedAnswer<TopClient[]>> {
       const thisHour = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
       const keys = Array.from({ length: TOP_WINDOW_HOURS }, (_, i) => hourKey(thisHour - i * HOUR_MS));
-      const flat = (await redis.call("ZUNION", String(keys.length), ...keys, "WITHSCORES")) as string[];
-      const totals: { clientId: string; requests: number }[] = [];
+      let flat: string[];
+      try {
+        flat = (await redis.call("ZUNION", String(keys.length), ...keys, "WITHSCORES")) as string[];
+      } catch (err) {
+        if (!isDependencyDown(err) && redis.status === "ready") throw err;
+        const since = thisHour - (TOP_WINDOW_HOURS - 1) * HOUR_MS;
+        return cache.read(`top:${thisHour}`, "all", () => topFromDatabase(since));
+      }
+      const totals: TopClient[] = [];
       for (let i = 0; i + 1 < flat.length; i += 2)
         totals.push({ clientId: flat[i] as string, requests: Number(flat[i + 1]) });
-      return totals
-        .sort((a, b) => b.requests - a.requests || (a.clientId < b.clientId ? -1 : 1))
-        .slice(0, TOP_CLIENTS);
+      return { value: rankTop(totals), source: "cache" };
     },
 
     /**
@@ -333,7 +393,9 @@ export function createUsageService(
     },
 
     async close(): Promise<void> {
+      clearTimeout(warmTimer);
       await Promise.allSettled([enqueuer.drain(), committer.drain()]);
+      await replica?.close();
       listeners.clear();
       if (subscriber) await subscriber.quit().catch(() => subscriber?.disconnect());
     },
