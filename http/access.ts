@@ -182,6 +182,14 @@ export async function admitCaller(c: Context<AppEnv>, access: Access): Promise<C
       "FORBIDDEN",
       `this route is for ${access.roles.join(", ")} accounts; this credential's account is ${caller.role}`,
     );
+  const adminsFrom = c.get("deps").config.ADMIN_IP_ALLOWLIST;
+  if (
+    caller.kind === "account" &&
+    caller.role === "admin" &&
+    adminsFrom &&
+    !adminsFrom.contains(clientAddress(c))
+  )
+    throw new AppError("FORBIDDEN", "admin accounts may not call from this address (ADMIN_IP_ALLOWLIST)");
   return caller;
 }
 

@@ -2,6 +2,7 @@
 // and loading. This is the only module that reads process.env; the per-process schemas, which
 // add each domain's fragment, are composed in domains/config.ts.
 import { z } from "zod";
+import { addressListConfig } from "./cidr.js";
 
 export const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 
@@ -41,6 +42,9 @@ export const httpConfig = {
     .default(1024 * 1024),
   ADMIN_USER: z.string().min(1).optional(),
   ADMIN_PASSWORD: z.string().min(8, "at least 8 characters").optional(),
+  // Proxies (addresses, CIDR blocks) whose X-Forwarded-For is believed; unset: none, and every
+  // limit and allowlist keys on the TCP peer's address.
+  TRUSTED_PROXIES: addressListConfig().optional(),
 };
 
 /** The values of a record of zod shapes. */

@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDayPartitions, utcDay } from "../../domains/usage/queries.js";
 import { compareEventIds } from "../../domains/usage/service.js";
+import { addressList } from "../../lib/cidr.js";
 import { logBatchingQueue } from "../../queues/log-batching.js";
 import {
   createTestContext,
@@ -477,6 +478,103 @@ describe("reads while Redis or Postgres is down", () => {
       await redis.start();
     }
   }, 60_000);
+});
+
+describe("clients: listing, IP allowlists, own limits, trusted proxies", () => {
+  const from = (address: string) => ({ server: { incoming: { socket: { remoteAddress: address } } } });
+
+  it("lets a client restrict its key to its addresses, and an admin set its limits", async () => {
+    const client = await register();
+    const other = await register();
+    const me = (await (await get(`/api/clients/${client.client_id}`, client.headers)).json()) as {
+      ip_allowlist: string[];
+      limits: { reads: { limit: number }[] };
+    };
+    expect(me.ip_allowlist).toEqual([]);
+    expect(me.limits.reads.map((w) => w.limit)).toEqual([100, 1000]);
+    expect((await get(`/api/clients/${other.client_id}`, client.headers)).status).toBe(404);
+    const listed = (await (await get("/api/clients", client.headers)).json()) as {
+      items: { client_id: string }[];
+    };
+    expect(listed.items.map((i) => i.client_id)).toEqual([client.client_id]);
+
+    const patch = (body: unknown, headers: Record<string, string>, clientId = client.client_id) =>
+      t.app.request(`/api/clients/${clientId}`, {
+        method: "PATCH",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+      });
+    expect((await patch({ ip_allowlist: ["203.0.113.0/24"] }, client.headers)).status).toBe(200);
+    const read = (address: string) =>
+      t.app.request("/api/usage/daily", { headers: client.headers }, from(address));
+    expect((await read("203.0.113.50")).status).toBe(200);
+    const refused = await read("198.51.100.9");
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as ErrorJson).error.message).toMatch(/allowlist/);
+    expect(
+      (
+        await t.app.request(
+          "/api/logs",
+          {
+            method: "POST",
+            headers: { "content-type": "application/json", ...client.headers },
+            body: JSON.stringify(hit()),
+          },
+          from("198.51.100.9"),
+        )
+      ).status,
+    ).toBe(403);
+
+    // Bad entries and a client setting its own limits are refused.
+    expect((await patch({ ip_allowlist: ["203.0.113.0/33"] }, client.headers)).status).toBe(400);
+    expect((await patch({ limits: { reads_per_minute: 100000 } }, client.headers)).status).toBe(403);
+    // The client has made several requests this minute: a limit of 2 refuses the next at once,
+    // and the default (null) lets it in again: a changed limit keeps the client's count.
+    const set = await patch({ limits: { reads_per_minute: 2 }, ip_allowlist: [] }, admin.headers);
+    expect(set.status).toBe(200);
+    expect(((await set.json()) as { limits: { reads: { limit: number }[] } }).limits.reads[0]?.limit).toBe(2);
+    const limited = await read("198.51.100.9");
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("ratelimit-policy")).toBe('"client-reads";q=2;w=60');
+    expect((await patch({ limits: { reads_per_minute: null } }, admin.headers)).status).toBe(200);
+    expect((await read("198.51.100.9")).status).toBe(200);
+    expect((await patch({ ip_allowlist: [] }, admin.headers, "no-such-client")).status).toBe(404);
+  });
+
+  it("believes X-Forwarded-For only from TRUSTED_PROXIES, and keeps admins to ADMIN_IP_ALLOWLIST", async () => {
+    const client = await register();
+    const patched = await t.app.request(`/api/clients/${client.client_id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json", ...client.headers },
+      body: JSON.stringify({ ip_allowlist: ["203.0.113.7"] }),
+    });
+    expect(patched.status).toBe(200);
+    const config = t.deps.config;
+    const behindProxy = createApp({
+      ...t.deps,
+      config: {
+        ...config,
+        TRUSTED_PROXIES: addressList(["10.0.0.0/8"]),
+        ADMIN_IP_ALLOWLIST: addressList(["192.0.2.10"]),
+      },
+    });
+    const daily = (peerAddress: string, forwarded?: string, headers = client.headers) =>
+      behindProxy.request(
+        "/api/usage/daily",
+        { headers: { ...headers, ...(forwarded ? { "x-forwarded-for": forwarded } : {}) } },
+        from(peerAddress),
+      );
+    // Through the trusted proxy: the client's address is the one the proxy saw.
+    expect((await daily("10.1.2.3", "198.51.100.1, 203.0.113.7")).status).toBe(200);
+    expect((await daily("10.1.2.3", "203.0.113.7, 198.51.100.1")).status).toBe(403);
+    // From anywhere else, the header is the caller's own say: not believed.
+    expect((await daily("198.51.100.2", "203.0.113.7")).status).toBe(403);
+    // Admins from their allowlist only.
+    expect((await daily("192.0.2.10", undefined, admin.headers)).status).toBe(200);
+    const refused = await daily("192.0.2.11", undefined, admin.headers);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as ErrorJson).error.message).toMatch(/ADMIN_IP_ALLOWLIST/);
+  });
 });
 
 describe("per-client rate limits", () => {

@@ -11,11 +11,15 @@ import {
   type CommittedBatchEvent,
   compareEventIds,
   DAILY_DAYS,
+  type LimitKind,
   TOP_CLIENTS,
   TOP_WINDOW_HOURS,
+  type UsageService,
 } from "../../domains/usage/service.js";
 import { ADMINS, guardedRoute, PUBLIC, rateLimitHeaders } from "../../http/access.js";
+import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
+import { cidrProblem } from "../../lib/cidr.js";
 import { AppError } from "../../lib/errors.js";
 import { pgText } from "../../lib/postgres-values.js";
 import { secureEqual } from "../../lib/secure-compare.js";
@@ -192,31 +196,149 @@ const stream = guardedRoute(
   },
 );
 
+const windowSchema = z.object({ limit: z.number().int(), windowSeconds: z.number().int() });
+const clientSchema = z
+  .object({
+    client_id: z.string(),
+    account_id: z.string(),
+    ip_allowlist: z.array(z.string()).openapi({ description: "CIDR blocks; empty: from anywhere" }),
+    limits: z.object({ reads: z.array(windowSchema), hits: z.array(windowSchema) }),
+    created_at: z.string(),
+  })
+  .openapi("UsageClient");
+const clientJson = (v: ReturnType<UsageService["view"]>) => ({
+  client_id: v.clientId,
+  account_id: v.accountId,
+  ip_allowlist: v.ipAllowlist,
+  limits: v.limits,
+  created_at: v.createdAt,
+});
+const clientParams = z.object({ client_id: clientIdField });
+const perWindow = z.number().int().min(1).max(100_000_000).nullable().optional();
+
+const listClients = guardedRoute(
+  { roles: ["client", "admin", "ops"] },
+  {
+    method: "get",
+    path: "/api/clients",
+    tags: ["usage"],
+    summary: "Usage clients with their allowlists and limits: a client sees itself; operators every client",
+    request: {
+      query: z.object({
+        after: clientIdField.optional().openapi({ description: "The next_after of the previous page" }),
+        limit: z.coerce.number().int().min(1).max(500).default(100),
+      }),
+    },
+    responses: {
+      200: json(z.object({ items: z.array(clientSchema), next_after: z.string().nullable() }), "A page"),
+      ...errorResponses(400),
+    },
+  },
+);
+
+const getClient = guardedRoute(
+  { roles: ["client", "admin", "ops"] },
+  {
+    method: "get",
+    path: "/api/clients/{client_id}",
+    tags: ["usage"],
+    summary: "One usage client (a client: itself only)",
+    request: { params: clientParams },
+    responses: { 200: json(clientSchema, "The client"), ...errorResponses(404) },
+  },
+);
+
+const updateClient = guardedRoute(
+  { roles: ["client", "admin"] },
+  {
+    method: "patch",
+    path: "/api/clients/{client_id}",
+    tags: ["usage"],
+    summary: "Set a client's IP allowlist (the client itself, or an admin) or its own limits (admins)",
+    description:
+      "`ip_allowlist`: CIDR blocks or addresses its requests must come from; [] for anywhere. Limits: " +
+      "requests per window on the read and token routes, hits per window on /api/logs; null: the default.",
+    request: {
+      params: clientParams,
+      body: {
+        required: true,
+        content: {
+          "application/json": {
+            schema: z
+              .object({
+                ip_allowlist: z
+                  .array(
+                    z
+                      .string()
+                      .refine((e) => cidrProblem(e) === undefined, "must be an IP address or CIDR block"),
+                  )
+                  .max(100)
+                  .optional(),
+                limits: z
+                  .object({
+                    reads_per_minute: perWindow,
+                    reads_per_hour: perWindow,
+                    hits_per_minute: perWindow,
+                    hits_per_hour: perWindow,
+                  })
+                  .optional(),
+              })
+              .refine(
+                (b) => b.ip_allowlist !== undefined || b.limits !== undefined,
+                "change at least one field",
+              )
+              .openapi("UsageClientUpdate"),
+          },
+        },
+      },
+    },
+    responses: { 200: json(clientSchema, "The client"), ...errorResponses(400, 404) },
+  },
+);
+
 const accountOf = (caller: Caller) => {
   if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key or token is required");
   return caller;
 };
 
-/** The client's window of `kind`, counted, with the RateLimit headers of the usage policy. */
-async function limitClient(c: Context<AppEnv>, kind: "reads" | "hits", points = 1) {
+/**
+ * A client's request admitted: from an address of its IP allowlist (403 otherwise), and counted
+ * against its windows of `kind` (429 past either), with the RateLimit headers of the usage policy.
+ */
+async function limitClient(c: Context<AppEnv>, kind: LimitKind, points = 1) {
   const caller = accountOf(c.get("caller"));
   if (caller.role !== "client") return caller;
   const usage = c.get("services").usage;
   try {
-    rateLimitHeaders(c, await usage.limit(kind, caller.accountId, points), `client-${kind}`);
+    rateLimitHeaders(
+      c,
+      await usage.admit(kind, caller.accountId, clientAddress(c), points),
+      `client-${kind}`,
+    );
   } catch (err) {
     if (err instanceof AppError && err.code === "RATE_LIMITED") {
-      const [minute] = usage.policies(kind);
-      if (minute)
-        rateLimitHeaders(
-          c,
-          { ...minute, remaining: 0, resetSeconds: err.retryAfter ?? minute.windowSeconds },
-          `client-${kind}`,
-        );
+      const minute = await usage.minuteWindow(kind, caller.accountId);
+      rateLimitHeaders(
+        c,
+        { ...minute, remaining: 0, resetSeconds: err.retryAfter ?? minute.windowSeconds },
+        `client-${kind}`,
+      );
     }
     throw err;
   }
   return caller;
+}
+
+/**
+ * The usage client a request names: any, for operators; for a client, itself only (another
+ * client is as unknown to it as one that does not exist).
+ */
+async function namedClient(c: Context<AppEnv>, clientId: string) {
+  const caller = accountOf(c.get("caller"));
+  const client = await c.get("services").usage.clientById(clientId);
+  if (!client || (caller.role === "client" && client.accountId !== caller.accountId))
+    throw new AppError("NOT_FOUND", `no client ${clientId}`);
+  return client;
 }
 
 /**
@@ -377,6 +499,36 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
         unsubscribe();
       }
     });
+  })
+  .openapi(listClients, async (c) => {
+    const caller = await limitClient(c, "reads");
+    const usage = c.get("services").usage;
+    if (caller.role === "client") {
+      const own = await usage.client(caller.accountId);
+      return c.json({ items: own ? [clientJson(usage.view(own))] : [], next_after: null }, 200);
+    }
+    const page = await usage.listClients(c.req.valid("query"));
+    return c.json({ items: page.items.map(clientJson), next_after: page.nextAfter }, 200);
+  })
+  .openapi(getClient, async (c) => {
+    await limitClient(c, "reads");
+    const client = await namedClient(c, c.req.valid("param").client_id);
+    return c.json(clientJson(c.get("services").usage.view(client)), 200);
+  })
+  .openapi(updateClient, async (c) => {
+    const caller = await limitClient(c, "reads");
+    const client = await namedClient(c, c.req.valid("param").client_id);
+    const body = c.req.valid("json");
+    if (body.limits !== undefined && caller.role !== "admin")
+      throw new AppError("FORBIDDEN", "only admins set a client's limits");
+    const updated = await c.get("services").usage.updateClient(client.accountId, {
+      ipAllowlist: body.ip_allowlist,
+      readsPerMinute: body.limits?.reads_per_minute,
+      readsPerHour: body.limits?.reads_per_hour,
+      hitsPerMinute: body.limits?.hits_per_minute,
+      hitsPerHour: body.limits?.hits_per_hour,
+    });
+    return c.json(clientJson(updated), 200);
   })
   .openapi(top, async (c) => {
     const answer = await c.get("services").usage.top();

@@ -2,6 +2,7 @@
 // keys that credentials and addresses rest under, token lifetimes, anonymous access and the
 // per-role rate limits.
 import { z } from "zod";
+import { addressListConfig } from "../../lib/cidr.js";
 import type { ConfigOf } from "../../lib/config.js";
 import { decodeKey } from "../../lib/sealing.js";
 
@@ -74,6 +75,8 @@ export const identityConfig = {
       return areas as AnonymousArea[];
     })
     .optional(),
+  // Addresses and CIDR blocks admin accounts may call from (any route); unset: anywhere.
+  ADMIN_IP_ALLOWLIST: addressListConfig().optional(),
   // Failed authentications (a key or token that lets no one in) per caller address per minute,
   // before that address is refused with 429 for the rest of the minute.
   AUTH_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).default(30),

@@ -163,6 +163,52 @@ export interface UsageClientRow {
   accountId: string;
   clientId: string;
   ipAllowlist: string[];
+  /** The client's own limits; null: the configured defaults. */
+  readsPerMinute: number | null;
+  readsPerHour: number | null;
+  hitsPerMinute: number | null;
+  hitsPerHour: number | null;
+  createdAt: Date;
+}
+
+const CLIENT_COLUMNS = (sql: Sql | TransactionSql) => sql`
+  account_id as "accountId", client_id as "clientId", ip_allowlist as "ipAllowlist",
+  reads_per_minute as "readsPerMinute", reads_per_hour as "readsPerHour",
+  hits_per_minute as "hitsPerMinute", hits_per_hour as "hitsPerHour", created_at as "createdAt"`;
+
+export type ClientSettings = Partial<
+  Pick<UsageClientRow, "ipAllowlist" | "readsPerMinute" | "readsPerHour" | "hitsPerMinute" | "hitsPerHour">
+>;
+
+/** Changes a client's allowlist or limits (a field left out stays); undefined when there is no such client. */
+export async function updateUsageClient(
+  sql: Sql,
+  accountId: string,
+  change: ClientSettings,
+): Promise<UsageClientRow | undefined> {
+  const keep = (column: string) => sql(column);
+  const [row] = await sql<UsageClientRow[]>`
+    update usage_clients set
+      ip_allowlist = ${change.ipAllowlist === undefined ? keep("ip_allowlist") : change.ipAllowlist},
+      reads_per_minute = ${change.readsPerMinute === undefined ? keep("reads_per_minute") : change.readsPerMinute},
+      reads_per_hour = ${change.readsPerHour === undefined ? keep("reads_per_hour") : change.readsPerHour},
+      hits_per_minute = ${change.hitsPerMinute === undefined ? keep("hits_per_minute") : change.hitsPerMinute},
+      hits_per_hour = ${change.hitsPerHour === undefined ? keep("hits_per_hour") : change.hitsPerHour},
+      updated_at = now()
+    where account_id = ${accountId}
+    returning ${CLIENT_COLUMNS(sql)}`;
+  return row;
+}
+
+/** Usage clients by client_id, a page at a time. */
+export async function listUsageClients(
+  sql: Sql,
+  page: { after?: string | undefined; limit: number },
+): Promise<UsageClientRow[]> {
+  return sql<UsageClientRow[]>`
+    select ${CLIENT_COLUMNS(sql)} from usage_clients
+    where ${page.after === undefined ? sql`true` : sql`client_id > ${page.after}`}
+    order by client_id limit ${page.limit}`;
 }
 
 export async function insertUsageClient(
@@ -177,8 +223,6 @@ export async function findUsageClient(
   by: { accountId: string } | { clientId: string },
 ): Promise<UsageClientRow | undefined> {
   const where = "accountId" in by ? sql`account_id = ${by.accountId}` : sql`client_id = ${by.clientId}`;
-  const [row] = await sql<UsageClientRow[]>`
-    select account_id as "accountId", client_id as "clientId", ip_allowlist as "ipAllowlist"
-    from usage_clients where ${where}`;
+  const [row] = await sql<UsageClientRow[]>`select ${CLIENT_COLUMNS(sql)} from usage_clients where ${where}`;
   return row;
 }

@@ -4,8 +4,10 @@
 // then adds what it counted to the live counters in Redis and announces the batch on pub/sub.
 // Postgres is the system of record: the counters are rebuilt from it by the maintenance job.
 import type { Redis } from "ioredis";
+import { LRUCache } from "lru-cache";
 import { createDatabase } from "../../db/client.js";
 import { createBatcher } from "../../lib/batcher.js";
+import { type AddressList, addressList } from "../../lib/cidr.js";
 import { AppError, isDependencyDown, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
@@ -17,6 +19,7 @@ import type { Connections } from "../connections.js";
 import type { IdentityService } from "../identity/service.js";
 import type { UsageConfig } from "./config.js";
 import {
+  type ClientSettings,
   type CountedHits,
   createDayPartitions,
   dailyUsage,
@@ -25,7 +28,10 @@ import {
   hourlyTotalsSince,
   insertHits,
   insertUsageClient,
+  listUsageClients,
   NO_PARTITION,
+  type UsageClientRow,
+  updateUsageClient,
   utcDay,
 } from "./queries.js";
 import { type CachedAnswer, createReadCache } from "./read-cache.js";
@@ -37,6 +43,9 @@ export const TOP_WINDOW_HOURS = 24;
 export const TOP_CLIENTS = 3;
 /** Days of /api/usage/daily. */
 export const DAILY_DAYS = 7;
+
+/** The two families of per-client limits. */
+export type LimitKind = "reads" | "hits";
 
 /** A hit as a client logs it. */
 export interface HitInput {
@@ -212,32 +221,80 @@ export function createUsageService(
   function listen(): Promise<void> {
     if (subscriber) return Promise.resolve();
     subscriber = createRedis(config.REDIS_URL, "worker", logger, { connectionName: "usage-events" });
-    subscriber.on("message", (_channel: string, message: string) => {
+    subscriber.on("message", (from: string, message: string) => {
+      if (from === settingsChannel) return void settings.delete(message);
       const event = parseAnnouncement(message);
       if (event) for (const listener of listeners) listener(event);
     });
-    return subscriber.subscribe(channel).then(() => undefined);
+    return subscriber.subscribe(channel, settingsChannel).then(() => undefined);
+  }
+
+  // ---- Clients' settings (allowlist, limits), remembered per process ---------------------------
+  // A change is announced on pub/sub and dropped from every process at once; the TTL bounds a
+  // missed announcement.
+  const settingsChannel = `${keyPrefix}:client-settings`;
+  interface KnownClient {
+    row: UsageClientRow | undefined;
+    /** Its allowlist, ready to check; undefined: from anywhere. */
+    allowed: AddressList | undefined;
+  }
+  const settings = new LRUCache<string, KnownClient>({ max: 10_000, ttl: 60_000 });
+  async function clientSettings(accountId: string): Promise<KnownClient> {
+    void listen().catch(() => {});
+    const known = settings.get(accountId);
+    if (known) return known;
+    const row = await findUsageClient(sql, { accountId });
+    const client = {
+      row,
+      allowed: row && row.ipAllowlist.length > 0 ? addressList(row.ipAllowlist) : undefined,
+    };
+    settings.set(accountId, client);
+    return client;
   }
 
   // ---- Rate limits per client: a minute and an hour, on reads and on hits apart ---------------
-  const limit = (kind: "reads" | "hits", windowSeconds: number, points: number): RateLimit =>
-    createRateLimit(redis, {
-      keyPrefix: `${keyPrefix}:limit:${kind}:${windowSeconds}`,
-      points,
-      windowSeconds,
-      message:
-        kind === "hits"
-          ? "this client has logged too many hits; retry later"
-          : "this client has made too many requests; retry later",
-      whenRedisIsDown: "memory",
-    });
-  const limits = {
-    reads: [
-      limit("reads", 60, config.USAGE_READS_PER_MINUTE),
-      limit("reads", 3600, config.USAGE_READS_PER_HOUR),
-    ],
-    hits: [limit("hits", 60, config.USAGE_HITS_PER_MINUTE), limit("hits", 3600, config.USAGE_HITS_PER_HOUR)],
+  // One limiter per window and number of points: limiters of one window share its counters in
+  // Redis, so a client whose limit changes keeps its count.
+  const limiters = new Map<string, RateLimit>();
+  const limiter = (kind: LimitKind, windowSeconds: number, points: number): RateLimit => {
+    const id = `${kind}:${windowSeconds}:${points}`;
+    let found = limiters.get(id);
+    if (!found) {
+      found = createRateLimit(redis, {
+        keyPrefix: `${keyPrefix}:limit:${kind}:${windowSeconds}`,
+        points,
+        windowSeconds,
+        message:
+          kind === "hits"
+            ? "this client has logged too many hits; retry later"
+            : "this client has made too many requests; retry later",
+        whenRedisIsDown: "memory",
+      });
+      limiters.set(id, found);
+    }
+    return found;
   };
+  /** A client's windows of `kind`: its own limits, or the configured defaults. */
+  const windowsOf = (kind: LimitKind, client: UsageClientRow | undefined) =>
+    kind === "reads"
+      ? [
+          limiter(kind, 60, client?.readsPerMinute ?? config.USAGE_READS_PER_MINUTE),
+          limiter(kind, 3600, client?.readsPerHour ?? config.USAGE_READS_PER_HOUR),
+        ]
+      : [
+          limiter(kind, 60, client?.hitsPerMinute ?? config.USAGE_HITS_PER_MINUTE),
+          limiter(kind, 3600, client?.hitsPerHour ?? config.USAGE_HITS_PER_HOUR),
+        ];
+  const clientView = (row: UsageClientRow) => ({
+    accountId: row.accountId,
+    clientId: row.clientId,
+    ipAllowlist: row.ipAllowlist,
+    limits: {
+      reads: windowsOf("reads", row).map((w) => ({ limit: w.points, windowSeconds: w.windowSeconds })),
+      hits: windowsOf("hits", row).map((w) => ({ limit: w.points, windowSeconds: w.windowSeconds })),
+    },
+    createdAt: row.createdAt.toISOString(),
+  });
 
   return {
     /**
@@ -274,22 +331,64 @@ export function createUsageService(
     client: (accountId: string) => findUsageClient(sql, { accountId }),
     clientById: (clientId: string) => findUsageClient(sql, { clientId }),
 
+    /** A client's settings as the API shows them: its allowlist and its effective limits. */
+    view: clientView,
+
+    /** Usage clients by client_id, a page at a time. */
+    async listClients(page: { after?: string | undefined; limit: number }) {
+      const rows = await listUsageClients(sql, { ...page, limit: page.limit + 1 });
+      const items = rows.slice(0, page.limit);
+      return {
+        items: items.map(clientView),
+        nextAfter: rows.length > page.limit ? (items.at(-1)?.clientId ?? null) : null,
+      };
+    },
+
+    /** Changes a client's allowlist or limits; every API process applies it at once. */
+    async updateClient(accountId: string, change: ClientSettings) {
+      const row = await updateUsageClient(sql, accountId, change);
+      if (!row) throw new AppError("NOT_FOUND", "no such client");
+      settings.delete(accountId);
+      await redis
+        .publish(settingsChannel, accountId)
+        .catch((err: unknown) =>
+          logger.warn(
+            { err: { message: (err as Error).message } },
+            "usage: settings change not announced; other API processes apply it within a minute",
+          ),
+        );
+      return clientView(row);
+    },
+
     /**
-     * Takes `points` from the client's windows of `kind`; RATE_LIMITED past either. Answers the
-     * window closest to its limit, for the RateLimit headers.
+     * Whether a client's request from `address` may go on: its IP allowlist (empty: anywhere).
+     * FORBIDDEN otherwise. Then takes `points` from the client's windows of `kind`: RATE_LIMITED
+     * past either. Answers the window closest to its limit, for the RateLimit headers.
      */
-    async limit(
-      kind: "reads" | "hits",
+    async admit(
+      kind: LimitKind,
       accountId: string,
+      address: string,
       points = 1,
     ): Promise<RateLimitState & { windowSeconds: number }> {
-      const states = [];
-      for (const window of limits[kind])
-        states.push({ ...(await window.consume(accountId, points)), windowSeconds: window.windowSeconds });
+      const client = await clientSettings(accountId);
+      if (client.allowed && !client.allowed.contains(address))
+        throw new AppError("FORBIDDEN", "this client may not call from this address (its IP allowlist)");
+      // Both windows at once: one round trip's wait, not two, on the hot path.
+      const states = await Promise.all(
+        windowsOf(kind, client.row).map(async (window) => ({
+          ...(await window.consume(accountId, points)),
+          windowSeconds: window.windowSeconds,
+        })),
+      );
       return states.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a));
     },
-    policies: (kind: "reads" | "hits") =>
-      limits[kind].map((w) => ({ limit: w.points, windowSeconds: w.windowSeconds })),
+
+    /** The client's minute window of `kind`, for the headers of a refusal. */
+    async minuteWindow(kind: LimitKind, accountId: string) {
+      const [minute] = windowsOf(kind, (await clientSettings(accountId)).row);
+      return { limit: minute?.points ?? 0, windowSeconds: 60 };
+    },
 
     /** Logs a client's hits: resolves once every one of them is in a job in Redis. */
     async logHits(accountId: string, hits: readonly HitInput[]): Promise<number> {
