@@ -375,8 +375,11 @@ function cpuLines(a: CpuSample, b: CpuSample, hits: number): [string, string] {
     perHit.push(`${name} ${fmt((cpuSeconds / hits) * 1e6)}`);
   }
   const busy = ((b.machine.busy - a.machine.busy) / (b.machine.total - a.machine.total)) * 100;
+  // What the rest of the machine used meanwhile: more than a few % means disturbed figures.
+  const machineCores = (b.machine.busy - a.machine.busy) / CLOCK_TICKS / seconds;
+  const others = Math.max(0, (machineCores - total / seconds) * 100);
   return [
-    `${share.join(", ")} (% of one core; machine ${fmt(busy)}% busy, ${os.cpus().length} cores)`,
+    `${share.join(", ")}, other processes ${fmt(others)}% (% of one core; machine ${fmt(busy)}% busy, ${os.cpus().length} cores)`,
     `${perHit.join(", ")}; total ${fmt((total / hits) * 1e6)} µs CPU per hit`,
   ];
 }
