@@ -465,6 +465,7 @@ async function waitUntilCounted(
 async function bullmqCeiling(redisUrl: string, prefix: string, accountId: string, concurrency: number) {
   const jobs = opts.ceilingJobs;
   const connection = new Redis(redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
+  connection.on("error", () => {});
   cleanups.push({ name: "ceiling redis", run: async () => connection.disconnect() });
   const queue = new Queue(QUEUE, {
     connection,
@@ -579,6 +580,8 @@ async function main(): Promise<number> {
   const dbUrl = await createDatabase(env.TEST_PG_URL, dbName);
   removeLogsAtCleanup(logDir, opts.keepLogs);
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  // Redis goes away on purpose (the outage, the end of an interrupted run): not worth a stack.
+  redis.on("error", () => {});
   cleanups.push({ name: "bench redis", run: async () => redis.disconnect() });
   const redisPid = await redisServerPid(redis);
   out(
