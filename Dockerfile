@@ -29,8 +29,10 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --strict-allow-scripts --no-audit --no-fund && npm cache clean --force
 # Owned by root and read-only for the app: the processes write nothing to disk (file chunks
-# live in the file store, logs go to stdout).
+# live in the file store, logs go to stdout), but for the usage spool: the hits an API process
+# acknowledges while Redis is down (USAGE_SPOOL_DIR, a volume in docker-compose.yml).
 COPY --from=build /app/dist ./dist
+RUN mkdir -p /var/lib/conveyor/spool && chown node:node /var/lib/conveyor/spool
 USER node
 EXPOSE 3000
 CMD ["node", "dist/api/server.js"]

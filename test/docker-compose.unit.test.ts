@@ -171,6 +171,18 @@ describe("docker-compose.yml", () => {
     expect(apiConfigSchema.shape.ANONYMOUS_ACCESS.parse(values.ANONYMOUS_ACCESS)).toEqual([]);
   });
 
+  it("gives the API's usage spool a volume, writable by the image's user", () => {
+    const api = service("api");
+    const dir = environment(api).USAGE_SPOOL_DIR;
+    expect(dir).toBe("/var/lib/conveyor/spool");
+    const mounted = (api.volumes ?? []).map((v) =>
+      typeof v === "string" ? v.split(":") : [v.source, v.target],
+    );
+    expect(mounted).toContainEqual(["usage-spool", dir]);
+    expect(Object.keys(compose.volumes ?? {})).toContain("usage-spool");
+    expect(read("Dockerfile")).toMatch(new RegExp(`mkdir -p ${dir} && chown node:node ${dir}`));
+  });
+
   it("publishes the port the API listens on", () => {
     const api = service("api");
     const port = environment(api).PORT;

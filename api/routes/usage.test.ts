@@ -2,6 +2,9 @@
 // hits logged one at a time and in batches and counted exactly once, daily usage zero-filled,
 // the top clients, tokens, per-client rate limits, bad input, and the day partitions of api_hits.
 import { randomUUID } from "node:crypto";
+import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDayPartitions, utcDay } from "../../domains/usage/queries.js";
 import { compareEventIds } from "../../domains/usage/service.js";
@@ -575,6 +578,76 @@ describe("clients: listing, IP allowlists, own limits, trusted proxies", () => {
     expect(refused.status).toBe(403);
     expect(((await refused.json()) as ErrorJson).error.message).toMatch(/ADMIN_IP_ALLOWLIST/);
   });
+});
+
+describe("the spool while Redis is down", () => {
+  let redis: RedisServer;
+  let s: TestContext;
+  let spoolDir: string;
+  beforeAll(async () => {
+    redis = await startRedisServer(["--save", "", "--appendonly", "yes"]);
+    spoolDir = await mkdtemp(join(tmpdir(), "conveyor-spool-"));
+    s = await createTestContext({ REDIS_URL: redis.url, USAGE_SPOOL_DIR: spoolDir });
+  });
+  afterAll(async () => {
+    if (!redis.running) await redis.start();
+    await s?.close();
+    await redis.remove();
+    await rm(spoolDir, { recursive: true, force: true });
+  });
+
+  it("acknowledges hits into the spool, replays them when Redis is back, and counts each once", async () => {
+    const client = await register(s);
+    const me = (await (await get("/v1/accounts/me", client.headers, s)).json()) as { id: string };
+    // Known to the API before the outage: the key, and the client's settings.
+    expect((await post("/api/logs", hit(), client.headers, s)).status).toBe(202);
+
+    await redis.stop();
+    let spooled = 0;
+    try {
+      for (let i = 0; i < 5; i++) {
+        const res = await post(
+          "/api/logs",
+          { hits: Array.from({ length: 10 }, (_, j) => hit(j)) },
+          client.headers,
+          s,
+        );
+        expect(res.status).toBe(202);
+        spooled += Number(res.headers.get("x-usage-spooled"));
+      }
+      expect(spooled).toBe(50);
+      expect((await readdir(spoolDir)).some((f) => f.endsWith(".jsonl"))).toBe(true);
+    } finally {
+      await redis.start();
+    }
+
+    // A file another process left behind a minute ago (it died), holding one new hit and one the
+    // replay above will have counted already (a replay cut short, then taken up again).
+    const orphan = join(spoolDir, "dead-process-0.jsonl");
+    const fresh = {
+      id: `orphan-${randomUUID()}`,
+      accountId: me.id,
+      at: Date.now(),
+      ip: "192.0.2.1",
+      endpoint: "/orphan",
+    };
+    await writeFile(orphan, `${JSON.stringify(fresh)}\n${JSON.stringify(fresh)}\n{"torn":`);
+    const aMinuteAgo = new Date(Date.now() - 120_000);
+    await utimes(orphan, aMinuteAgo, aMinuteAgo);
+
+    const workers = s.startWorkers({ WORKER_QUEUES: "log-batching" });
+    try {
+      expect(await todayCount(client.headers, 52, s)).toBe(52);
+      await eventually(async () => ((await readdir(spoolDir)).length === 0 ? true : undefined));
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await todayCount(client.headers, 52, s)).toBe(52);
+      const [{ n }] = (await s.deps.database
+        .sql`select count(*)::int as n from api_hits where account_id = ${me.id}`) as [{ n: number }];
+      expect(n).toBe(52);
+    } finally {
+      await workers.close();
+    }
+  }, 60_000);
 });
 
 describe("per-client rate limits", () => {

@@ -403,7 +403,7 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
     const caller = await limitClient(c, "hits", hits.length);
     const now = Date.now();
     const retention = c.get("deps").config.USAGE_RETENTION_DAYS;
-    const accepted = await c.get("services").usage.logHits(
+    const { accepted, spooled } = await c.get("services").usage.logHits(
       caller.accountId,
       hits.map((h) => ({
         ip: h.ip,
@@ -413,6 +413,8 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
         status: h.status,
       })),
     );
+    // Durable on this server's disk rather than in Redis: replayed once Redis is back.
+    if (spooled > 0) c.header("X-Usage-Spooled", String(spooled));
     return c.json({ accepted }, 202);
   })
   .openapi(tokenRoute("/api/token", "usage"), async (c) => {

@@ -19,6 +19,10 @@ export const usageConfig = {
   // A read replica (postgres://…) for the usage reads (/api/usage/*); unset: DATABASE_URL. Writes
   // always go to DATABASE_URL.
   DATABASE_READ_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+  // A directory where an API process keeps the hits it acknowledges while Redis cannot take them
+  // (fsync'd before the 202), replayed into log-batching when Redis is back. Unset: such hits get
+  // 503. Give each replica a persistent volume (or share one: files are claimed before replay).
+  USAGE_SPOOL_DIR: z.string().min(1).optional(),
   // When set, POST /api/register needs `Authorization: Bearer <token>`; unset: open to anyone.
   REGISTRATION_TOKEN: z.string().min(16, "at least 16 characters").optional(),
   // Default limits of a client (per minute and per hour), on the read and token routes and, apart,

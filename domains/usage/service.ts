@@ -35,8 +35,11 @@ import {
   utcDay,
 } from "./queries.js";
 import { type CachedAnswer, createReadCache } from "./read-cache.js";
+import { createHitSpool } from "./spool.js";
 
 const HOUR_MS = 3_600_000;
+/** How often a process with a spool looks for hits to replay (while Redis answers). */
+const SPOOL_REPLAY_EVERY_MS = 1_000;
 const DAY_MS = 86_400_000;
 /** Hours in the rolling window of /api/usage/top: this hour and the 23 before it. */
 export const TOP_WINDOW_HOURS = 24;
@@ -141,6 +144,32 @@ export function createUsageService(
       ]);
     },
   });
+
+  // ---- The spool: hits acknowledged while Redis was down, replayed once it is back -------------
+  const spool =
+    config.USAGE_SPOOL_DIR === undefined
+      ? undefined
+      : createHitSpool({ dir: config.USAGE_SPOOL_DIR, logger });
+  let replaying = false;
+  const replayTimer = spool
+    ? setInterval(() => {
+        if (replaying || redis.status !== "ready") return;
+        replaying = true;
+        spool
+          .replay((hits) =>
+            enqueue(queues.get(logBatchingQueue.name), logBatchingQueue, "usage.logHits", { hits }, {}, [
+              ...new Set(hits.map((h) => h.accountId)),
+            ]).then(() => undefined),
+          )
+          .catch((err: unknown) =>
+            logger.warn({ err: { message: (err as Error).message } }, "usage spool: replay failed; retrying"),
+          )
+          .finally(() => {
+            replaying = false;
+          });
+      }, SPOOL_REPLAY_EVERY_MS)
+    : undefined;
+  replayTimer?.unref();
 
   // ---- The worker: hits into Postgres, then the live counters --------------------------------
   async function commit(hits: LoggedHit[]): Promise<CountedHits[]> {
@@ -390,23 +419,35 @@ export function createUsageService(
       return { limit: minute?.points ?? 0, windowSeconds: 60 };
     },
 
-    /** Logs a client's hits: resolves once every one of them is in a job in Redis. */
-    async logHits(accountId: string, hits: readonly HitInput[]): Promise<number> {
+    /**
+     * Logs a client's hits: resolves once every one of them is durable, in a job in Redis or, while
+     * Redis cannot take them, in the spool on disk (`spooled` counts those).
+     */
+    async logHits(
+      accountId: string,
+      hits: readonly HitInput[],
+    ): Promise<{ accepted: number; spooled: number }> {
       const now = Date.now();
-      await Promise.all(
-        hits.map((h) =>
-          enqueuer.add({
-            id: randomId(),
-            accountId,
-            at: h.at ?? now,
-            ip: h.ip,
-            endpoint: h.endpoint,
-            method: h.method,
-            status: h.status,
-          }),
-        ),
-      );
-      return hits.length;
+      const logged: LoggedHit[] = hits.map((h) => ({
+        id: randomId(),
+        accountId,
+        at: h.at ?? now,
+        ip: h.ip,
+        endpoint: h.endpoint,
+        method: h.method,
+        status: h.status,
+      }));
+      const outcomes = await Promise.allSettled(logged.map((h) => enqueuer.add(h)));
+      const refused = logged.filter((_, i) => outcomes[i]?.status === "rejected");
+      if (refused.length === 0) return { accepted: hits.length, spooled: 0 };
+      const reason = (outcomes.find((o) => o.status === "rejected") as PromiseRejectedResult).reason;
+      if (
+        !spool ||
+        !(isDependencyDown(reason) || (reason instanceof AppError && reason.code === "SERVICE_UNAVAILABLE"))
+      )
+        throw reason;
+      await spool.append(refused);
+      return { accepted: hits.length, spooled: refused.length };
     },
 
     /** Commits a job's hits with those of concurrent jobs (worker). */
@@ -493,6 +534,8 @@ export function createUsageService(
 
     async close(): Promise<void> {
       clearTimeout(warmTimer);
+      clearInterval(replayTimer);
+      await spool?.close();
       await Promise.allSettled([enqueuer.drain(), committer.drain()]);
       await replica?.close();
       listeners.clear();
