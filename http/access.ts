@@ -36,6 +36,11 @@ export interface Access {
    * lets in too, and an API key may come as a Basic password, which a browser can prompt for.
    */
   operatorLogin?: boolean;
+  /**
+   * The route counts its callers against limits of its own instead of the per-account limit (the
+   * usage product's hits, which a batch counts by the hit): the middleware does not count them.
+   */
+  ownRateLimit?: boolean;
 }
 
 export const ANY_ROLE: readonly Role[] = ROLES;
@@ -205,6 +210,7 @@ export function authorize(access: Access): AuthorizeMiddleware {
     // Emitters posting alert events anonymously are bounded by the queue's depth limit instead:
     // they are one tenant's worth of machines, not a client to ration.
     if (caller.kind === "anonymous" && access.anonymous === "alert-emitters") return next();
+    if (access.ownRateLimit) return next();
     const identity = c.get("services").identity;
     try {
       rateLimitHeaders(c, await identity.limitRequest(caller));
@@ -269,6 +275,7 @@ export function guardedRoute<P extends string, R extends Omit<RouteConfig, "path
       roles: access.roles,
       anonymous: access.anonymous ?? null,
       apiKeyOnly: access.apiKeyOnly ?? false,
+      ownRateLimit: access.ownRateLimit ?? false,
     },
   } as R);
 }

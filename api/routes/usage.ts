@@ -101,7 +101,8 @@ const register = guardedRoute(PUBLIC, {
 });
 
 const logHits = guardedRoute(
-  { roles: ["client"] },
+  // Counted by the hit against the client's ingestion limits, not by the request.
+  { roles: ["client"], ownRateLimit: true },
   {
     method: "post",
     path: "/api/logs",

@@ -17,7 +17,8 @@ export interface CachedAnswer<T> {
   ageSeconds?: number;
 }
 
-const CACHE_TTL_SECONDS = 3_600;
+/** How long a cached answer lives, unless it was read from a replica (see createReadCache). */
+export const CACHE_TTL_SECONDS = 3_600;
 /** The last answer of each read, kept for a Postgres outage. */
 const LAST_TTL_SECONDS = 86_400;
 /** How long an answer computed while Redis is down serves this process. */
@@ -31,8 +32,13 @@ interface Stamped {
 
 export type ReadCache = ReturnType<typeof createReadCache>;
 
-export function createReadCache(opts: { redis: Redis; keyPrefix: string }) {
+/**
+ * `ttlSeconds`: how long an answer stays cached. An answer read from a replica may predate the
+ * commit that bumped its version (replication lag), so it should be kept briefly.
+ */
+export function createReadCache(opts: { redis: Redis; keyPrefix: string; ttlSeconds?: number }) {
   const { redis, keyPrefix } = opts;
+  const ttlSeconds = opts.ttlSeconds ?? CACHE_TTL_SECONDS;
   const versionKey = (scope: string) => `${keyPrefix}:v:${scope}`;
   const memory = new LRUCache<string, Stamped>({ max: MEMORY_MAX, ttl: MEMORY_TTL_MS });
   // No TTL: what a process last computed, for when neither Redis nor Postgres answers.
@@ -93,7 +99,7 @@ export function createReadCache(opts: { redis: Redis; keyPrefix: string }) {
       else
         await redis
           .pipeline()
-          .set(cached.key, JSON.stringify(value), "EX", CACHE_TTL_SECONDS)
+          .set(cached.key, JSON.stringify(value), "EX", ttlSeconds)
           .set(`${keyPrefix}:last:${memoryKey}`, JSON.stringify(stamped), "EX", LAST_TTL_SECONDS)
           .exec()
           .catch(() => {});

@@ -38,6 +38,8 @@ import { type CachedAnswer, createReadCache } from "./read-cache.js";
 import { createHitSpool } from "./spool.js";
 
 const HOUR_MS = 3_600_000;
+/** How long an answer read from DATABASE_READ_URL stays cached. */
+const REPLICA_ANSWER_TTL_SECONDS = 5;
 /** How often a process with a spool looks for hits to replay (while Redis answers). */
 const SPOOL_REPLAY_EVERY_MS = 1_000;
 const DAY_MS = 86_400_000;
@@ -118,7 +120,13 @@ export function createUsageService(
       ? undefined
       : createDatabase(config.DATABASE_READ_URL, { max: 5, appName: "conveyor-usage-reads" });
   const readSql = replica?.sql ?? sql;
-  const cache = createReadCache({ redis, keyPrefix: `${config.QUEUE_PREFIX}:usage` });
+  // From a replica, an answer computed just after a commit may not hold it yet (replication lag):
+  // it is kept seconds, not an hour, so the lag bounds how stale a read can be.
+  const cache = createReadCache({
+    redis,
+    keyPrefix: `${config.QUEUE_PREFIX}:usage`,
+    ttlSeconds: replica ? REPLICA_ANSWER_TTL_SECONDS : undefined,
+  });
   const keyPrefix = `${config.QUEUE_PREFIX}:usage`;
   const hourKey = (hourMs: number) => `${keyPrefix}:hour:${hourMs}`;
   const channel = `${keyPrefix}:committed`;
