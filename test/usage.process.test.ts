@@ -110,11 +110,12 @@ it("counts every acknowledged hit once though a worker is killed mid-batch, and 
                (select count(*)::int from api_hits) as rows`;
       return row as { rollup: number; rows: number };
     };
-    await eventually(async () => ((await counted()).rollup >= acknowledged ? true : undefined), 60_000);
-    await eventually(
-      async () => ((await queue.getActiveCount()) + (await queue.getWaitingCount()) === 0 ? true : undefined),
-      30_000,
-    );
+    // Every job done, the killed worker's too (its locks expire, then a stalled-job check hands
+    // them over: up to twice the 15 s lock), and nothing left to change the counts.
+    const drained = async () =>
+      (await queue.getActiveCount()) + (await queue.getWaitingCount()) === 0 &&
+      (await counted()).rollup >= acknowledged;
+    await eventually(async () => ((await drained()) ? true : undefined), 90_000, 250);
     expect(await counted()).toEqual({ rollup: acknowledged, rows: acknowledged });
     await queue.close();
 
@@ -145,4 +146,4 @@ it("counts every acknowledged hit once though a worker is killed mid-batch, and 
   } finally {
     await sql.end();
   }
-}, 120_000);
+}, 180_000);

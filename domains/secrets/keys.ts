@@ -37,12 +37,19 @@ export interface SecretsKeys {
    * before a JOB_SEAL_KEY rotation no longer open: the client starts its paging again).
    */
   cursorKeys: SealKeyRing;
-  /** scrypt(client key, deployment salt), at most once per key per TTL in this process. */
-  masterKey(clientKey: string, run?: RunDerivation): Promise<Buffer>;
+  /**
+   * scrypt(client key, deployment salt), at most once per tenant and key per TTL in this process.
+   * Remembered per tenant: one tenant's use of a key neither speeds up nor spares another's
+   * derivation, so timing tells no tenant what keys another has used.
+   */
+  masterKey(tenant: string, clientKey: string, run?: RunDerivation): Promise<Buffer>;
   /** Whether masterKey would answer without deriving. */
-  isCached(clientKey: string): boolean;
+  isCached(tenant: string, clientKey: string): boolean;
   clear(): void;
 }
+
+/** The cache's key of a tenant's client key (the cache keeps only an HMAC of it). */
+const cacheKey = (tenant: string, clientKey: string) => `${tenant}\u0000${clientKey}`;
 
 export function createSecretsKeys(config: KeysConfig): SecretsKeys {
   // domains/config.ts (secretsConfigIssues) makes every process that serves secrets set it; only hand-built configs lack it.
@@ -60,9 +67,9 @@ export function createSecretsKeys(config: KeysConfig): SecretsKeys {
   return {
     sealKeys,
     cursorKeys: createSealKeyRing(subKey(sealKeys.sealing.key, "conveyor/secrets/retrieve-cursor/v1")),
-    masterKey: (clientKey, run = (derive) => derive()) =>
-      cache.get(clientKey, (k) => run(() => deriveMasterKey(k, salt))),
-    isCached: (clientKey) => cache.has(clientKey),
+    masterKey: (tenant, clientKey, run = (derive) => derive()) =>
+      cache.get(cacheKey(tenant, clientKey), () => run(() => deriveMasterKey(clientKey, salt))),
+    isCached: (tenant, clientKey) => cache.has(cacheKey(tenant, clientKey)),
     clear: () => cache.clear(),
   };
 }

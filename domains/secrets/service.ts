@@ -96,9 +96,15 @@ export function createSecretsService(
    * The master key of a retrieval. A key not in the cache costs one scrypt: it counts against the
    * address's derivations, and waits for a slot among the process's derivations at once.
    */
-  async function retrievalMasterKey(keys: SecretsKeys, key: string, address: string, log: Logger) {
-    if (!keys.isCached(key)) await consumeOrLog(limits.derivations, address, log, {});
-    return keys.masterKey(key, limits.derivationGate.run);
+  async function retrievalMasterKey(
+    keys: SecretsKeys,
+    scope: { tenant: string; key: string },
+    address: string,
+    log: Logger,
+  ) {
+    const { tenant, key } = scope;
+    if (!keys.isCached(tenant, key)) await consumeOrLog(limits.derivations, address, log, {});
+    return keys.masterKey(tenant, key, limits.derivationGate.run);
   }
 
   /** Decrypts each row; those the key does not open are left out, and logged (never the key). */
@@ -152,7 +158,7 @@ export function createSecretsService(
     /** Opens a sealed store, encrypts the value under the client's key and writes it (last write wins). */
     async writeSealed(id: string, sealed: string): Promise<void> {
       const store = openStore(id, sealed);
-      const master = await secretsKeys().masterKey(store.key);
+      const master = await secretsKeys().masterKey(store.tenant ?? ANONYMOUS_TENANT, store.key);
       const ciphertext = encryptRecord(master, store.id, Buffer.from(store.value, "utf8"));
       // Postgres unreachable: the worker runtime delays the job without spending an attempt.
       // A store sealed before secrets had tenants is the anonymous tenant's.
@@ -194,7 +200,7 @@ export function createSecretsService(
       // Postgres down) counts for nothing.
       let failed = false;
       try {
-        const master = await retrievalMasterKey(keys, key, address, log);
+        const master = await retrievalMasterKey(keys, { tenant, key }, address, log);
         const after =
           query.after === undefined ? undefined : openCursor(keys.cursorKeys, master, scope, query.after);
         if (query.after !== undefined && after === undefined) {
