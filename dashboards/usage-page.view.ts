@@ -37,8 +37,8 @@ export interface UsageData {
 }
 
 // The chart's geometry, in SVG units; the script reads BASE and SPAN from data attributes.
-const SLOT = 30;
-const BAR = 22;
+const SLOT = 34;
+const BAR = 24;
 const BASE = 50;
 const SPAN = 44;
 const HEIGHT = 54;
