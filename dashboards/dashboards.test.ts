@@ -10,6 +10,7 @@ import { createQueueRegistry } from "../queues/registry.js";
 import { createTestContext, eventually, type TestContext } from "../test/helpers/context.js";
 import { peer, serveApp } from "../test/helpers/http.js";
 import { createDashboardsApp } from "./dashboards-app.js";
+import { CHART_CLIENTS } from "./usage-page.js";
 
 type Requester = { request: (path: string, init?: RequestInit) => Response | Promise<Response> };
 
@@ -469,6 +470,25 @@ describe("dashboards with operator credentials", () => {
         .filter((e) => e.event === "usage")
         .flatMap((e) => (JSON.parse(e.data) as { hits: { hour: string }[] }).hits);
       expect(hits[0]?.hour).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:00:00\.000Z$/);
+    });
+
+    it("charts the 20 busiest clients of the week, and says of how many", async () => {
+      for (let i = 0; i < 20; i++)
+        await t.deps.services.usage.register({
+          name: `Quiet ${i}`,
+          email: `quiet-${i}-${runId}@example.com`,
+          clientId: `quiet-${String(i).padStart(2, "0")}-${runId}`,
+        });
+      const body = await (await t.app.request("/dashboard/usage", { headers: ops })).text();
+      const chart = /<table id="usage-chart"[\s\S]*?<\/table>/.exec(body)?.[0] ?? "";
+      expect(chart.match(/<tr data-client=/g)).toHaveLength(CHART_CLIENTS);
+      // Busiest first, then by id: the two that logged hits, and the first quiet ones.
+      expect(chart.indexOf(`data-client="${acme}"`)).toBeLessThan(
+        chart.indexOf(`data-client="quiet-00-${runId}"`),
+      );
+      expect(chart).not.toContain(`data-client="quiet-19-${runId}"`);
+      expect(body).toContain(`the ${CHART_CLIENTS} busiest of 22 clients by 7-day total`);
+      expect(body).toMatch(/data-usage="clients" data-n="22">22</);
     });
   });
 
