@@ -40,11 +40,45 @@ async function send(alert: Record<string, unknown>, wait = true) {
 
 const text = (page: Page, selector: string) => page.locator(selector).first().textContent();
 
+const DAY_MS = 86_400_000;
+const operatorHeaders = {
+  authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}`,
+};
+
+/** Registers a usage client through the public API; answers its API key. */
+async function registerClient(clientId: string): Promise<string> {
+  const res = await fetch(`${base}/api/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: clientId, email: `${clientId}@example.com`, client_id: clientId }),
+  });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { api_key: string }).api_key;
+}
+
+/** Logs `n` hits of a client through the public API, `daysAgo` days back (at noon UTC) or now. */
+async function logHits(apiKey: string, n: number, daysAgo = 0) {
+  if (n === 0) return;
+  const at = Math.floor(Date.now() / DAY_MS) * DAY_MS - daysAgo * DAY_MS + DAY_MS / 2;
+  const res = await fetch(`${base}/api/logs`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": apiKey },
+    body: JSON.stringify({
+      hits: Array.from({ length: n }, (_, i) => ({
+        ip: "203.0.113.7",
+        endpoint: `/v2/orders/${i}`,
+        ...(daysAgo === 0 ? {} : { timestamp: at }),
+      })),
+    }),
+  });
+  expect(res.status).toBe(202);
+}
+
 // When the tests below are skipped, vitest runs none of the file's hooks either.
 beforeAll(async () => {
   if (!CHROMIUM.path) throw new Error(`CI runs the browser tests: ${CHROMIUM.missing}`);
   t = await createTestContext({ ADMIN_USER: USER, ADMIN_PASSWORD: PASSWORD });
-  t.startWorkers({ WORKER_QUEUES: "alert-ingestion" });
+  t.startWorkers({ WORKER_QUEUES: "alert-ingestion,log-batching" });
   served = await serveApp(t.app);
   base = served.url;
   // Checkout: acknowledged after 2 and 4 min, one resolved after 30 min. Search: one triggered.
@@ -153,6 +187,89 @@ describe.skipIf(CHROMIUM.skip)("the operator page in a browser", () => {
       expect(errors).toEqual([]);
 
       await page.screenshot({ path: join(SCREENSHOT_DIR, "dashboard.png"), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("shows the Usage tab's week as a bar chart, and adds hits logged through the API without a reload", async () => {
+    // Three clients with a week behind them (oldest first, today last).
+    const weeks: Record<string, number[]> = {
+      [`shop-${runId}`]: [12, 18, 9, 22, 30, 16, 4],
+      [`maps-${runId}`]: [5, 3, 8, 2, 6, 4, 2],
+      [`mail-${runId}`]: [1, 0, 3, 2, 0, 1, 1],
+    };
+    const keys: Record<string, string> = {};
+    for (const [clientId, days] of Object.entries(weeks)) {
+      keys[clientId] = await registerClient(clientId);
+      for (const [i, n] of days.entries()) await logHits(keys[clientId] as string, n, 6 - i);
+    }
+    const week = Object.values(weeks)
+      .flat()
+      .reduce((a, b) => a + b, 0);
+    // Committed: the page's own fragment counts them all.
+    await expect
+      .poll(
+        async () =>
+          (await (await fetch(`${base}/dashboard/usage/live`, { headers: operatorHeaders })).text()).includes(
+            `data-usage="week" data-n="${week}"`,
+          ),
+        { timeout: 15_000 },
+      )
+      .toBe(true);
+
+    const context = await browser.newContext({
+      httpCredentials: { username: USER, password: PASSWORD },
+      viewport: { width: 1440, height: 900 },
+    });
+    try {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (err) => errors.push(err.message));
+      page.on("console", (msg) => msg.type() === "error" && errors.push(msg.text()));
+      // From the alerts page, through the navigation.
+      await page.goto(`${base}/dashboard`);
+      await Promise.all([
+        page.waitForURL(/\/dashboard\/usage$/),
+        page.click('nav a[href="/dashboard/usage"]'),
+      ]);
+
+      const shop = page.locator(`#usage-chart tr[data-client="shop-${runId}"]`);
+      expect(await shop.locator("svg.week rect").count()).toBe(7);
+      const today = shop.locator("svg.week rect.today");
+      expect(await today.getAttribute("data-requests")).toBe("4");
+      // Drawn: the busiest day fills the chart's height, today's bar is shorter but there.
+      expect(await shop.locator('svg.week rect[data-requests="30"]').getAttribute("height")).toBe("44.00");
+      expect(Number(await today.getAttribute("height"))).toBeGreaterThan(0);
+      expect((await today.boundingBox())?.height).toBeGreaterThan(0);
+      expect(await page.locator("#top-clients li").first().getAttribute("data-client")).toBe(`shop-${runId}`);
+      const number = async (selector: string) => Number((await text(page, selector))?.replace(/,/g, ""));
+      const todayTotal = await number('[data-usage="today"]');
+      expect(todayTotal).toBe(7);
+      const topBefore = await number(`#top-clients li[data-client="shop-${runId}"] [data-col="requests"]`);
+
+      // Live: the stream is open and the figures were read again once it was.
+      await page.locator('#live-status[data-state="live"]').waitFor({ timeout: 10_000 });
+      await page.locator("#usage[data-read]").waitFor({ timeout: 10_000 });
+      await page.evaluate("window.marker = 'still here'");
+      await logHits(keys[`shop-${runId}`] as string, 9);
+      await expect
+        .poll(() => today.getAttribute("data-requests"), { timeout: 5_000, interval: 100 })
+        .toBe("13");
+      expect(await shop.locator('[data-col="today"]').textContent()).toBe("13");
+      expect(await shop.locator('[data-col="week"]').textContent()).toBe(String(111 + 9));
+      expect(await number('[data-usage="today"]')).toBe(todayTotal + 9);
+      expect(await number(`#top-clients li[data-client="shop-${runId}"] [data-col="requests"]`)).toBe(
+        topBefore + 9,
+      );
+      expect(await page.locator("#live-text").textContent()).toMatch(
+        /^Live · last batch \d{2}:\d{2}:\d{2} UTC$/,
+      );
+      expect(await page.evaluate("window.marker")).toBe("still here");
+      expect(errors).toEqual([]);
+
+      await page.screenshot({ path: join(SCREENSHOT_DIR, "usage.png"), fullPage: true });
+      await page.screenshot({ path: "/tmp/usage-tab.png", fullPage: true });
     } finally {
       await context.close();
     }

@@ -4,11 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../api/app.js";
 import { createDatabase } from "../db/client.js";
 import { createAlertsService } from "../domains/alerts/service.js";
+import { createUsageService } from "../domains/usage/service.js";
 import { createRedis } from "../lib/redis.js";
 import { createQueueRegistry } from "../queues/registry.js";
-import { createTestContext, type TestContext } from "../test/helpers/context.js";
+import { createTestContext, eventually, type TestContext } from "../test/helpers/context.js";
 import { peer, serveApp } from "../test/helpers/http.js";
 import { createDashboardsApp } from "./dashboards-app.js";
+import { CHART_CLIENTS } from "./usage-page.js";
 
 type Requester = { request: (path: string, init?: RequestInit) => Response | Promise<Response> };
 
@@ -25,6 +27,8 @@ const PROTECTED = [
   "/dashboard",
   "/dashboard/live",
   "/dashboard/api/queues",
+  "/dashboard/usage",
+  "/dashboard/usage/live",
   "/admin/queues",
   "/admin/queues/queue/alert-ingestion",
   "/admin/queues/api/queues",
@@ -63,6 +67,53 @@ async function expectAssetsServed(app: Requester) {
   expect(css.status).toBe(200);
   expect(css.headers.get("content-type")).toMatch(/^text\/css/);
 }
+
+interface SseEvent {
+  event?: string;
+  data: string;
+}
+
+/** Reads server-sent events from `res` until `done` says so (or `timeoutMs`), then closes it. */
+async function readEvents(res: Response, done: (events: SseEvent[]) => boolean, timeoutMs = 10_000) {
+  expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const events: SseEvent[] = [];
+  let text = "";
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (!done(events) && Date.now() < deadline) {
+      const chunk = await Promise.race([
+        reader.read(),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), Math.max(1, deadline - Date.now()))),
+      ]);
+      if (!chunk || chunk.done) break;
+      text += decoder.decode(chunk.value, { stream: true });
+      for (let end = text.indexOf("\n\n"); end >= 0; end = text.indexOf("\n\n")) {
+        const event: SseEvent = { data: "" };
+        for (const line of text.slice(0, end).split("\n")) {
+          const colon = line.indexOf(":");
+          const value = line.slice(colon + 1).trimStart();
+          if (line.startsWith("event:")) event.event = value;
+          else if (line.startsWith("data:")) event.data += value;
+        }
+        events.push(event);
+        text = text.slice(end + 2);
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return events;
+}
+
+/** Requests a usage event stream counted for `clientId`. */
+const addedFor = (events: SseEvent[], clientId: string) =>
+  events
+    .filter((e) => e.event === "usage")
+    .flatMap((e) => (JSON.parse(e.data) as { hits: { client_id: string; added: number }[] }).hits)
+    .filter((h) => h.client_id === clientId)
+    .reduce((sum, h) => sum + h.added, 0);
 
 describe("dashboards without operator credentials configured", () => {
   let t: TestContext;
@@ -155,8 +206,8 @@ describe("dashboards with operator credentials", () => {
 
   beforeAll(async () => {
     t = await createTestContext({ ADMIN_USER: USER, ADMIN_PASSWORD: PASSWORD });
-    // Only the queue this file feeds: the others' processors need services these tests do not start.
-    t.startWorkers({ WORKER_QUEUES: "alert-ingestion" });
+    // Only the queues this file feeds: the others' processors need services these tests do not start.
+    t.startWorkers({ WORKER_QUEUES: "alert-ingestion,log-batching" });
     const events = [
       {
         alertId: `${runId}-1`,
@@ -320,6 +371,127 @@ describe("dashboards with operator credentials", () => {
     expect(ranged).toMatch(/data-stat="total">2</);
   });
 
+  describe("the Usage tab", () => {
+    const hit = (i: number) => ({ ip: "203.0.113.7", endpoint: `/v2/orders/${i}` });
+    const logHits = async (apiKey: string, n: number) => {
+      const res = await t.app.request("/api/logs", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": apiKey },
+        body: JSON.stringify({ hits: Array.from({ length: n }, (_, i) => hit(i)) }),
+      });
+      expect(res.status).toBe(202);
+    };
+    /** Waits until every client's today count in Postgres reaches what is expected. */
+    const committed = (expected: Record<string, number>) =>
+      eventually(async () => {
+        const { value } = await t.deps.services.usage.daily();
+        const today = (id: string) => value.find((u) => u.clientId === id)?.days.at(-1)?.requests ?? 0;
+        return Object.entries(expected).every(([id, n]) => today(id) >= n) ? true : undefined;
+      }, 15_000);
+
+    const acme = `acme-${runId}`;
+    // The API takes letters, digits and . _ - only; the page must not count on it.
+    const hostileClient = `"><script>alert(1)</script>${runId}`;
+    let acmeKey: string;
+    beforeAll(async () => {
+      const res = await t.app.request("/api/register", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: "Acme", email: `ops-${runId}@acme.example`, client_id: acme }),
+      });
+      expect(res.status).toBe(201);
+      acmeKey = ((await res.json()) as { api_key: string }).api_key;
+      const hostileMade = await t.deps.services.usage.register({
+        name: "Hostile",
+        email: `x-${runId}@hostile.example`,
+        clientId: hostileClient,
+      });
+      await logHits(acmeKey, 3);
+      await logHits(hostileMade.apiKey, 2);
+      await committed({ [acme]: 3, [hostileClient]: 2 });
+    });
+
+    it("serves the top clients and each client's week as an SVG bar chart, linked from the alerts page", async () => {
+      const res = await t.app.request("/dashboard/usage", { headers: ops });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      const nonce = /script-src 'nonce-([^']+)'/.exec(res.headers.get("content-security-policy") ?? "")?.[1];
+      expect(nonce).toBeDefined();
+      const body = await res.text();
+      expect(body).toContain(`<script nonce="${nonce}">`);
+      expect(body).toContain('data-stream="/dashboard/usage/stream"');
+      expect(body).toContain('data-src="/dashboard/usage/live"');
+      // The chart: a row per client, 7 bars, today's the last and as tall as the chart's span.
+      const row = new RegExp(`<tr data-client="${acme}">[\\s\\S]*?</tr>`).exec(body)?.[0] ?? "";
+      expect(row).toContain('<svg class="week"');
+      expect(row.match(/<rect /g)).toHaveLength(7);
+      expect(row).toMatch(
+        /<rect class="today" data-date="\d{4}-\d{2}-\d{2}" data-requests="3"[^>]*height="44.00"/,
+      );
+      expect(row).toMatch(/data-col="today" data-n="3">3</);
+      expect(row).toMatch(/data-col="week" data-n="3">3</);
+      // The top clients, busiest first.
+      const top = /<ol id="top-clients">[\s\S]*?<\/ol>/.exec(body)?.[0] ?? "";
+      expect(top.indexOf(`data-client="${acme}"`)).toBeGreaterThan(0);
+      expect(top.indexOf(`data-client="${acme}"`)).toBeLessThan(top.indexOf('data-client="&quot;&gt;'));
+      expect(body).toMatch(/data-usage="today" data-n="5">5</);
+
+      const alerts = await (await t.app.request("/dashboard", { headers: ops })).text();
+      expect(alerts).toContain('<a href="/dashboard/usage">Usage</a>');
+      expect(body).toContain('<a class="active" aria-current="page" href="/dashboard/usage">Usage</a>');
+    });
+
+    it("escapes a client id on the page and in the fragment", async () => {
+      for (const path of ["/dashboard/usage", "/dashboard/usage/live"]) {
+        const res = await t.app.request(path, { headers: ops });
+        expect(res.status).toBe(200);
+        const body = await res.text();
+        expect(body).toContain(`&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;${runId}`);
+        expect(body).not.toContain(hostileClient);
+        if (path.endsWith("/live")) expect(body).not.toContain("<html");
+      }
+    });
+
+    it("streams every client's committed batches to an operator, and nothing without credentials", async () => {
+      await expectUnauthorized(await t.app.request("/dashboard/usage/stream"));
+      const stream = await t.app.request("/dashboard/usage/stream", { headers: ops });
+      expect(stream.status).toBe(200);
+      const logged = (async () => {
+        // Once the stream is open (its first event is written at once).
+        await new Promise((r) => setTimeout(r, 200));
+        await logHits(acmeKey, 4);
+      })();
+      const events = await readEvents(stream, (seen) => addedFor(seen, acme) >= 4);
+      await logged;
+      expect(events[0]?.event).toBe("ready");
+      expect(addedFor(events, acme)).toBe(4);
+      const hits = events
+        .filter((e) => e.event === "usage")
+        .flatMap((e) => (JSON.parse(e.data) as { hits: { hour: string }[] }).hits);
+      expect(hits[0]?.hour).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:00:00\.000Z$/);
+    });
+
+    it("charts the 20 busiest clients of the week, and says of how many", async () => {
+      for (let i = 0; i < 20; i++)
+        await t.deps.services.usage.register({
+          name: `Quiet ${i}`,
+          email: `quiet-${i}-${runId}@example.com`,
+          clientId: `quiet-${String(i).padStart(2, "0")}-${runId}`,
+        });
+      const body = await (await t.app.request("/dashboard/usage", { headers: ops })).text();
+      const chart = /<table id="usage-chart"[\s\S]*?<\/table>/.exec(body)?.[0] ?? "";
+      expect(chart.match(/<tr data-client=/g)).toHaveLength(CHART_CLIENTS);
+      // Busiest first, then by id: the two that logged hits, and the first quiet ones.
+      expect(chart.indexOf(`data-client="${acme}"`)).toBeLessThan(
+        chart.indexOf(`data-client="quiet-00-${runId}"`),
+      );
+      expect(chart).not.toContain(`data-client="quiet-19-${runId}"`);
+      expect(body).toContain(`the ${CHART_CLIENTS} busiest of 22 clients by 7-day total`);
+      expect(body).toMatch(/data-usage="clients" data-n="22">22</);
+    });
+  });
+
   it("serves Bull Board and its script and stylesheet", async () => {
     await expectAssetsServed(t.app);
     const api = await t.app.request("/admin/queues/api/queues", { headers: ops });
@@ -417,6 +589,30 @@ describe("dashboards while a dependency is down", () => {
     }
   });
 
+  it("loads the Usage tab without Postgres (503): the top clients show, the chart says it is unavailable", async () => {
+    const database = createDatabase(NOWHERE_PG, { max: 1 });
+    const usage = createUsageService(
+      { ...t.deps.config, DATABASE_READ_URL: undefined },
+      { database, redis: t.deps.redis, queues: t.deps.queues, logger: t.logger },
+      { identity: t.deps.services.identity },
+    );
+    try {
+      const app = createApp({ ...t.deps, database, services: { ...t.deps.services, usage } });
+      const page = await app.request("/dashboard/usage", { headers: ops });
+      expect(page.status).toBe(503);
+      const body = await page.text();
+      expect(body).toContain("The 7-day chart is unavailable");
+      expect(body).toContain("No requests in the last 24 hours.");
+      expect(body).not.toContain('data-unavailable="top"');
+      // The page keeps reading its figures, so it fills in by itself once Postgres is back.
+      expect(body).toContain('data-src="/dashboard/usage/live"');
+      expect((await app.request("/dashboard/usage/live", { headers: ops })).status).toBe(503);
+    } finally {
+      await usage.close();
+      await database.close(0);
+    }
+  });
+
   it("shows the alert figures without Redis, and says the queue depths are unavailable", async () => {
     const redis = createRedis(NOWHERE_REDIS, "producer", t.logger);
     const queues = createQueueRegistry({
@@ -435,6 +631,40 @@ describe("dashboards while a dependency is down", () => {
       const depths = await app.request("/dashboard/api/queues", { headers: ops });
       expect(depths.status).toBe(503);
     } finally {
+      await queues.close();
+      redis.disconnect();
+    }
+  });
+
+  it("loads the Usage tab without Redis: the chart from Postgres, the top from the rollup, no live updates", async () => {
+    const redis = createRedis(NOWHERE_REDIS, "producer", t.logger);
+    const queues = createQueueRegistry({
+      redis,
+      redisUrl: NOWHERE_REDIS,
+      prefix: t.prefix,
+      logger: t.logger,
+    });
+    const usage = createUsageService(
+      { ...t.deps.config, REDIS_URL: NOWHERE_REDIS },
+      { database: t.deps.database, redis, queues, logger: t.logger },
+      { identity: t.deps.services.identity },
+    );
+    const clientId = `rollup-${randomUUID().slice(0, 8)}`;
+    await t.deps.services.usage.register({ name: "R", email: `${clientId}@r.example`, clientId });
+    try {
+      const app = createApp({ ...t.deps, redis, queues, services: { ...t.deps.services, usage } });
+      const page = await app.request("/dashboard/usage", { headers: ops });
+      expect(page.status).toBe(200);
+      const body = await page.text();
+      expect(body).toContain(`<tr data-client="${clientId}">`);
+      expect(body).toContain("Redis is not answering: counted from the hourly rollup in Postgres.");
+      expect(body).toContain('data-state="off"');
+      expect(body).toContain("Live updates unavailable: Redis is not answering");
+      const stream = await app.request("/dashboard/usage/stream", { headers: ops });
+      expect(stream.status).toBe(503);
+      expect(stream.headers.get("retry-after")).toBe("5");
+    } finally {
+      await usage.close();
       await queues.close();
       redis.disconnect();
     }

@@ -10,9 +10,10 @@ import {
   resolveOperatorCredentials,
   sameOriginWrites,
 } from "./operator-auth.js";
-import { OPERATOR_PAGE_PATH, operatorPageRoutes } from "./operator-page.js";
+import { OPERATOR_PAGE_PATH, operatorPageRoutes, USAGE_PAGE_PATH } from "./operator-page.js";
+import { usagePageRoutes } from "./usage-page.js";
 
-export { OPERATOR_PAGE_PATH } from "./operator-page.js";
+export { OPERATOR_PAGE_PATH, USAGE_PAGE_PATH } from "./operator-page.js";
 
 export const BULL_BOARD_PATH = "/admin/queues";
 
@@ -37,6 +38,11 @@ export function mountDashboards(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
     app.use(`${path}/*`, auth);
     app.use(`${path}/*`, sameOriginWrites);
   }
+  // The Usage tab: under the operator page's path, and so behind its login.
+  app.route(
+    USAGE_PAGE_PATH,
+    usagePageRoutes({ page: OPERATOR_PAGE_PATH, usage: USAGE_PAGE_PATH, bullBoard: BULL_BOARD_PATH }),
+  );
   app.route(OPERATOR_PAGE_PATH, operatorPageRoutes({ bullBoardPath: BULL_BOARD_PATH }));
   // Bull Board is loaded and built on its first request (behind the same auth); a failed load
   // is tried again by the next one.

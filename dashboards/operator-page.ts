@@ -29,6 +29,8 @@ import {
 } from "./operator-page.view.js";
 
 export const OPERATOR_PAGE_PATH = "/dashboard";
+/** The Usage tab (dashboards/usage-page.ts), under the operator page's path and its login. */
+export const USAGE_PAGE_PATH = `${OPERATOR_PAGE_PATH}/usage`;
 /** The issue asks for the page to reflect an event within a second of it. */
 export const REFRESH_MS = 1000;
 /** Counting takes a millisecond; this only bounds a Redis that accepts commands and never answers. */
@@ -74,6 +76,7 @@ function linksFor(query: PageQuery | undefined, bullBoardPath: string): PageLink
   return {
     page: OPERATOR_PAGE_PATH,
     bullBoard: bullBoardPath,
+    usage: USAGE_PAGE_PATH,
     withParam(key, value) {
       const params = query ? toSearchParams(query) : new URLSearchParams();
       params.set(key, value);
@@ -86,7 +89,7 @@ function linksFor(query: PageQuery | undefined, bullBoardPath: string): PageLink
  * The page's scripts and styles carry a per-response nonce, so an injected tag could not run
  * even if a value ever slipped past the escaping.
  */
-function pageHeaders(nonce?: string): Record<string, string> {
+export function pageHeaders(nonce?: string): Record<string, string> {
   const csp = [
     "default-src 'none'",
     nonce ? `script-src 'nonce-${nonce}'` : "script-src 'none'",

@@ -34,6 +34,7 @@ export interface LiveData {
 export interface PageLinks {
   page: string;
   bullBoard: string;
+  usage: string;
   /** The page with its current filters and one parameter set: for links that narrow or resize it. */
   withParam(key: "service" | "status" | "limit", value: string): string;
 }
@@ -199,6 +200,29 @@ export interface PageModel {
   refreshMs: number;
 }
 
+/**
+ * The header every operator page shares: the navigation (the current page marked) and the live
+ * indicator, whose state ("live", "stale", "off") and text the page's script keeps current.
+ */
+export function topbar(
+  links: Pick<PageLinks, "page" | "usage" | "bullBoard">,
+  active: "alerts" | "usage",
+  liveState: "live" | "stale" | "off",
+  liveText: string,
+): Html {
+  const tab = (name: typeof active, href: string, label: string) =>
+    html`<a${active === name ? raw(' class="active" aria-current="page"') : ""} href="${href}">${label}</a>`;
+  return html`<header class="topbar">
+    <div class="wrap topbar-inner">
+      <div class="brand"><span class="logo">◆</span>Conveyor <span class="sub">Operations</span></div>
+      <nav>${tab("alerts", links.page, "Alerts")}${tab("usage", links.usage, "Usage")}<a href="${links.bullBoard}">Queues</a></nav>
+      <div class="live" id="live-status" data-state="${liveState}">
+        <span class="dot"></span><span id="live-text">${liveText}</span>
+      </div>
+    </div>
+  </header>`;
+}
+
 const textField = (name: "name" | "service" | "responder", label: string, value: string, hint: string) =>
   html`<div class="field grow"><label for="f-${name}">${label}</label>
     <input type="text" id="f-${name}" name="${name}" value="${value}" placeholder="${hint}" autocomplete="off"></div>`;
@@ -227,15 +251,7 @@ export function page(m: PageModel): Html {
   <style nonce="${m.nonce}">${raw(PAGE_CSS)}</style>
 </head>
 <body>
-  <header class="topbar">
-    <div class="wrap topbar-inner">
-      <div class="brand"><span class="logo">◆</span>Conveyor <span class="sub">Operations</span></div>
-      <nav><a class="active" href="${m.links.page}">Alerts</a><a href="${m.links.bullBoard}">Queues</a></nav>
-      <div class="live" id="live-status" data-state="${m.liveSrc ? "live" : "off"}">
-        <span class="dot"></span><span id="live-text">${m.liveSrc ? "Live" : "Paused"}</span>
-      </div>
-    </div>
-  </header>
+  ${topbar(m.links, "alerts", m.liveSrc ? "live" : "off", m.liveSrc ? "Live" : "Paused")}
   <main class="wrap">
     <form class="card filters" method="get" action="${m.links.page}">
       ${textField("name", "Alert name", f.name, "exact name")}
