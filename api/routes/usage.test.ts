@@ -6,8 +6,8 @@ import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { compareEventIds } from "../../domains/usage/events.js";
 import { createDayPartitions, utcDay } from "../../domains/usage/queries.js";
-import { compareEventIds } from "../../domains/usage/service.js";
 import { addressList } from "../../lib/cidr.js";
 import { logBatchingQueue } from "../../queues/log-batching.js";
 import {

@@ -6,16 +6,10 @@ import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { Caller } from "../../domains/identity/caller.js";
+import type { LimitKind } from "../../domains/usage/client-limits.js";
+import { type CommittedBatchEvent, compareEventIds } from "../../domains/usage/events.js";
 import type { CachedAnswer } from "../../domains/usage/read-cache.js";
-import {
-  type CommittedBatchEvent,
-  compareEventIds,
-  DAILY_DAYS,
-  type LimitKind,
-  TOP_CLIENTS,
-  TOP_WINDOW_HOURS,
-  type UsageService,
-} from "../../domains/usage/service.js";
+import { DAILY_DAYS, TOP_CLIENTS, TOP_WINDOW_HOURS, type UsageService } from "../../domains/usage/service.js";
 import { ADMINS, guardedRoute, PUBLIC, rateLimitHeaders } from "../../http/access.js";
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";

@@ -3,21 +3,18 @@
 // commits them with their daily and hourly rollups in one statement (group commit across jobs),
 // then adds what it counted to the live counters in Redis and announces the batch on pub/sub.
 // Postgres is the system of record: the counters are rebuilt from it by the maintenance job.
-import type { Redis } from "ioredis";
-import { LRUCache } from "lru-cache";
 import { createDatabase } from "../../db/client.js";
 import { createBatcher } from "../../lib/batcher.js";
-import { type AddressList, addressList } from "../../lib/cidr.js";
 import { AppError, isDependencyDown, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
-import { createRateLimit, type RateLimit, type RateLimitState } from "../../lib/rate-limit.js";
-import { createRedis } from "../../lib/redis.js";
 import { enqueue } from "../../queues/contract.js";
 import { type LoggedHit, logBatchingQueue, USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
 import type { Connections } from "../connections.js";
 import type { IdentityService } from "../identity/service.js";
+import { createClientLimits } from "./client-limits.js";
 import type { UsageConfig } from "./config.js";
+import { createUsageEvents } from "./events.js";
 import {
   type ClientSettings,
   type CountedHits,
@@ -30,7 +27,6 @@ import {
   insertUsageClient,
   listUsageClients,
   NO_PARTITION,
-  type UsageClientRow,
   updateUsageClient,
   utcDay,
 } from "./queries.js";
@@ -49,9 +45,6 @@ export const TOP_CLIENTS = 3;
 /** Days of /api/usage/daily. */
 export const DAILY_DAYS = 7;
 
-/** The two families of per-client limits. */
-export type LimitKind = "reads" | "hits";
-
 /** A hit as a client logs it. */
 export interface HitInput {
   ip: string;
@@ -62,16 +55,6 @@ export interface HitInput {
   status?: number | undefined;
 }
 
-/**
- * What a committed batch announces on `${QUEUE_PREFIX}:usage:committed`, and keeps in the event
- * log (a Redis stream of the last USAGE_EVENTS_KEPT batches) under `id`, for streams to resume.
- */
-export interface CommittedBatchEvent {
-  /** The event log's id (a Redis stream id, "ms-seq"): ordered, unique. */
-  id: string;
-  counted: CountedHits[];
-}
-
 export interface TopClient {
   clientId: string;
   requests: number;
@@ -79,32 +62,6 @@ export interface TopClient {
 
 const rankTop = (totals: TopClient[]): TopClient[] =>
   totals.sort((a, b) => b.requests - a.requests || (a.clientId < b.clientId ? -1 : 1)).slice(0, TOP_CLIENTS);
-
-/** Batches kept in the event log for resuming streams (Last-Event-ID). */
-const USAGE_EVENTS_KEPT = 10_000;
-
-// KEYS: event log, channel. ARGV: max kept, the batch's JSON → the event's id. Logged and
-// announced in one step, so an event seen live can always be found again by its id.
-const ANNOUNCE = `
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'counted', ARGV[2])
-redis.call('PUBLISH', KEYS[2], id .. ' ' .. ARGV[2])
-return id`;
-
-/** Orders two stream ids ("ms-seq"). */
-export const compareEventIds = (a: string, b: string): number => {
-  const [am = 0, as = 0] = a.split("-").map(Number);
-  const [bm = 0, bs = 0] = b.split("-").map(Number);
-  return am - bm || as - bs;
-};
-
-const parseAnnouncement = (message: string): CommittedBatchEvent | undefined => {
-  const space = message.indexOf(" ");
-  try {
-    return { id: message.slice(0, space), counted: JSON.parse(message.slice(space + 1)) as CountedHits[] };
-  } catch {
-    return undefined;
-  }
-};
 
 export type UsageService = ReturnType<typeof createUsageService>;
 
@@ -129,8 +86,20 @@ export function createUsageService(
   });
   const keyPrefix = `${config.QUEUE_PREFIX}:usage`;
   const hourKey = (hourMs: number) => `${keyPrefix}:hour:${hourMs}`;
-  const channel = `${keyPrefix}:committed`;
-  const eventLog = `${keyPrefix}:events`;
+  const events = createUsageEvents({
+    redis,
+    redisUrl: config.REDIS_URL,
+    keyPrefix,
+    logger,
+    onSettingsChanged: (accountId) => limits.forget(accountId),
+  });
+  const limits = createClientLimits({
+    redis,
+    sql,
+    keyPrefix,
+    config,
+    listen: () => void events.listen().catch(() => {}),
+  });
 
   // ---- The API: hits into jobs ----------------------------------------------------------------
   const enqueuer = createBatcher<LoggedHit>({
@@ -219,7 +188,7 @@ export function createUsageService(
       // Kept for the window, and an hour more for the hour under way.
       pipeline.pexpireat(hourKey(c.hour), c.hour + (TOP_WINDOW_HOURS + 1) * HOUR_MS);
     }
-    pipeline.eval(ANNOUNCE, 2, eventLog, channel, String(USAGE_EVENTS_KEPT), JSON.stringify(counted));
+    events.announce(pipeline, counted);
     await pipeline.exec();
   }
 
@@ -251,87 +220,6 @@ export function createUsageService(
       totals.set(t.clientId, (totals.get(t.clientId) ?? 0) + t.hits);
     return rankTop([...totals].map(([clientId, requests]) => ({ clientId, requests })));
   }
-
-  // ---- Live events: one subscriber per process, fanned out to its streams ---------------------
-  const listeners = new Set<(event: CommittedBatchEvent) => void>();
-  let subscriber: Redis | undefined;
-  function listen(): Promise<void> {
-    if (subscriber) return Promise.resolve();
-    subscriber = createRedis(config.REDIS_URL, "worker", logger, { connectionName: "usage-events" });
-    subscriber.on("message", (from: string, message: string) => {
-      if (from === settingsChannel) return void settings.delete(message);
-      const event = parseAnnouncement(message);
-      if (event) for (const listener of listeners) listener(event);
-    });
-    return subscriber.subscribe(channel, settingsChannel).then(() => undefined);
-  }
-
-  // ---- Clients' settings (allowlist, limits), remembered per process ---------------------------
-  // A change is announced on pub/sub and dropped from every process at once; the TTL bounds a
-  // missed announcement.
-  const settingsChannel = `${keyPrefix}:client-settings`;
-  interface KnownClient {
-    row: UsageClientRow | undefined;
-    /** Its allowlist, ready to check; undefined: from anywhere. */
-    allowed: AddressList | undefined;
-  }
-  const settings = new LRUCache<string, KnownClient>({ max: 10_000, ttl: 60_000 });
-  async function clientSettings(accountId: string): Promise<KnownClient> {
-    void listen().catch(() => {});
-    const known = settings.get(accountId);
-    if (known) return known;
-    const row = await findUsageClient(sql, { accountId });
-    const client = {
-      row,
-      allowed: row && row.ipAllowlist.length > 0 ? addressList(row.ipAllowlist) : undefined,
-    };
-    settings.set(accountId, client);
-    return client;
-  }
-
-  // ---- Rate limits per client: a minute and an hour, on reads and on hits apart ---------------
-  // One limiter per window and number of points: limiters of one window share its counters in
-  // Redis, so a client whose limit changes keeps its count.
-  const limiters = new Map<string, RateLimit>();
-  const limiter = (kind: LimitKind, windowSeconds: number, points: number): RateLimit => {
-    const id = `${kind}:${windowSeconds}:${points}`;
-    let found = limiters.get(id);
-    if (!found) {
-      found = createRateLimit(redis, {
-        keyPrefix: `${keyPrefix}:limit:${kind}:${windowSeconds}`,
-        points,
-        windowSeconds,
-        message:
-          kind === "hits"
-            ? "this client has logged too many hits; retry later"
-            : "this client has made too many requests; retry later",
-        whenRedisIsDown: "memory",
-      });
-      limiters.set(id, found);
-    }
-    return found;
-  };
-  /** A client's windows of `kind`: its own limits, or the configured defaults. */
-  const windowsOf = (kind: LimitKind, client: UsageClientRow | undefined) =>
-    kind === "reads"
-      ? [
-          limiter(kind, 60, client?.readsPerMinute ?? config.USAGE_READS_PER_MINUTE),
-          limiter(kind, 3600, client?.readsPerHour ?? config.USAGE_READS_PER_HOUR),
-        ]
-      : [
-          limiter(kind, 60, client?.hitsPerMinute ?? config.USAGE_HITS_PER_MINUTE),
-          limiter(kind, 3600, client?.hitsPerHour ?? config.USAGE_HITS_PER_HOUR),
-        ];
-  const clientView = (row: UsageClientRow) => ({
-    accountId: row.accountId,
-    clientId: row.clientId,
-    ipAllowlist: row.ipAllowlist,
-    limits: {
-      reads: windowsOf("reads", row).map((w) => ({ limit: w.points, windowSeconds: w.windowSeconds })),
-      hits: windowsOf("hits", row).map((w) => ({ limit: w.points, windowSeconds: w.windowSeconds })),
-    },
-    createdAt: row.createdAt.toISOString(),
-  });
 
   return {
     /**
@@ -369,14 +257,14 @@ export function createUsageService(
     clientById: (clientId: string) => findUsageClient(sql, { clientId }),
 
     /** A client's settings as the API shows them: its allowlist and its effective limits. */
-    view: clientView,
+    view: limits.view,
 
     /** Usage clients by client_id, a page at a time. */
     async listClients(page: { after?: string | undefined; limit: number }) {
       const rows = await listUsageClients(sql, { ...page, limit: page.limit + 1 });
       const items = rows.slice(0, page.limit);
       return {
-        items: items.map(clientView),
+        items: items.map(limits.view),
         nextAfter: rows.length > page.limit ? (items.at(-1)?.clientId ?? null) : null,
       };
     },
@@ -385,47 +273,20 @@ export function createUsageService(
     async updateClient(accountId: string, change: ClientSettings) {
       const row = await updateUsageClient(sql, accountId, change);
       if (!row) throw new AppError("NOT_FOUND", "no such client");
-      settings.delete(accountId);
-      await redis
-        .publish(settingsChannel, accountId)
+      limits.forget(accountId);
+      await events
+        .settingsChanged(accountId)
         .catch((err: unknown) =>
           logger.warn(
             { err: { message: (err as Error).message } },
             "usage: settings change not announced; other API processes apply it within a minute",
           ),
         );
-      return clientView(row);
+      return limits.view(row);
     },
 
-    /**
-     * Whether a client's request from `address` may go on: its IP allowlist (empty: anywhere).
-     * FORBIDDEN otherwise. Then takes `points` from the client's windows of `kind`: RATE_LIMITED
-     * past either. Answers the window closest to its limit, for the RateLimit headers.
-     */
-    async admit(
-      kind: LimitKind,
-      accountId: string,
-      address: string,
-      points = 1,
-    ): Promise<RateLimitState & { windowSeconds: number }> {
-      const client = await clientSettings(accountId);
-      if (client.allowed && !client.allowed.contains(address))
-        throw new AppError("FORBIDDEN", "this client may not call from this address (its IP allowlist)");
-      // Both windows at once: one round trip's wait, not two, on the hot path.
-      const states = await Promise.all(
-        windowsOf(kind, client.row).map(async (window) => ({
-          ...(await window.consume(accountId, points)),
-          windowSeconds: window.windowSeconds,
-        })),
-      );
-      return states.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a));
-    },
-
-    /** The client's minute window of `kind`, for the headers of a refusal. */
-    async minuteWindow(kind: LimitKind, accountId: string) {
-      const [minute] = windowsOf(kind, (await clientSettings(accountId)).row);
-      return { limit: minute?.points ?? 0, windowSeconds: 60 };
-    },
+    admit: limits.admit,
+    minuteWindow: limits.minuteWindow,
 
     /**
      * Logs a client's hits: resolves once every one of them is durable, in a job in Redis or, while
@@ -516,29 +377,8 @@ export function createUsageService(
       return { created, dropped };
     },
 
-    /**
-     * Calls `listener` with every batch committed from now on (any replica's workers); returns
-     * the unsubscribe. Resolves once this process listens.
-     */
-    async subscribe(listener: (event: CommittedBatchEvent) => void): Promise<() => void> {
-      listeners.add(listener);
-      await listen();
-      return () => listeners.delete(listener);
-    },
-
-    /** The batches committed after event `afterId` still in the event log, oldest first. */
-    async eventsAfter(afterId: string, count = 1000): Promise<CommittedBatchEvent[]> {
-      const entries = (await redis.xrange(eventLog, `(${afterId}`, "+", "COUNT", count)) as [
-        string,
-        string[],
-      ][];
-      const events: CommittedBatchEvent[] = [];
-      for (const [id, fields] of entries) {
-        const event = parseAnnouncement(`${id} ${fields[1] ?? "[]"}`);
-        if (event) events.push(event);
-      }
-      return events;
-    },
+    subscribe: events.subscribe,
+    eventsAfter: events.eventsAfter,
 
     async close(): Promise<void> {
       clearTimeout(warmTimer);
@@ -546,8 +386,7 @@ export function createUsageService(
       await spool?.close();
       await Promise.allSettled([enqueuer.drain(), committer.drain()]);
       await replica?.close();
-      listeners.clear();
-      if (subscriber) await subscriber.quit().catch(() => subscriber?.disconnect());
+      await events.close();
     },
   };
 }
