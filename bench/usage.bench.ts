@@ -24,6 +24,7 @@
 import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -589,6 +590,8 @@ async function main(): Promise<number> {
       `database ${dbName}, queue prefix ${prefix}, redis-server :${redisServer.port} (appendonly yes, everysec)`,
   );
 
+  const spoolDir = await mkdtemp(path.join(os.tmpdir(), "conveyor-bench-spool-"));
+  cleanups.push({ name: "spool dir", run: () => rm(spoolDir, { recursive: true, force: true }) });
   const identityVars = identityEnv();
   const childEnv: NodeJS.ProcessEnv = {
     ...inheritedEnv(),
@@ -605,6 +608,8 @@ async function main(): Promise<number> {
     USAGE_HITS_PER_HOUR: UNLIMITED,
     USAGE_READS_PER_MINUTE: UNLIMITED,
     USAGE_READS_PER_HOUR: UNLIMITED,
+    // As docker-compose runs it: hits acknowledged while Redis is down wait on disk.
+    USAGE_SPOOL_DIR: spoolDir,
   };
   const port = await freePort();
   const api = startChild(

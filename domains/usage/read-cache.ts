@@ -25,6 +25,13 @@ const LAST_TTL_SECONDS = 86_400;
 const MEMORY_TTL_MS = 5_000;
 const MEMORY_MAX = 1_000;
 
+// KEYS: the scope's version. ARGV: the answer's key without its version → {version, the answer
+// or nil}: one round trip, not two. The answer's key is built here, so it is not declared; it
+// shares the version key's prefix, and so its Redis Cluster slot when QUEUE_PREFIX is a hash tag.
+const LOOKUP = `
+local version = redis.call('GET', KEYS[1]) or '0'
+return {version, redis.call('GET', ARGV[1] .. version)}`;
+
 interface Stamped {
   value: unknown;
   at: number;
@@ -52,9 +59,12 @@ export function createReadCache(opts: { redis: Redis; keyPrefix: string; ttlSeco
 
   async function fromRedis(name: string, scope: string): Promise<{ key: string; hit?: unknown } | undefined> {
     try {
-      const version = (await redis.get(versionKey(scope))) ?? "0";
-      const key = `${keyPrefix}:cache:${scope}:${name}:${version}`;
-      const text = await redis.get(key);
+      const base = `${keyPrefix}:cache:${scope}:${name}:`;
+      const [version, text] = (await redis.eval(LOOKUP, 1, versionKey(scope), base)) as [
+        string,
+        string | null,
+      ];
+      const key = `${base}${version}`;
       return text === null ? { key } : { key, hit: JSON.parse(text) };
     } catch (err) {
       if (isDependencyDown(err) || redis.status !== "ready") return undefined;
