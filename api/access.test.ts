@@ -107,6 +107,10 @@ describe("every route, every credential, against its declaration", () => {
     bad["a key that is no key"] = { "x-api-key": "cvy_0000000000000000000000000000000000000000" };
     bad["an expired token"] = { authorization: `Bearer ${expired}` };
     bad["a token signed with another key"] = { authorization: `Bearer ${forged}` };
+    // A well-formed token of another deployment: a key id we do not know.
+    bad["a token with an unknown key id"] = {
+      authorization: `Bearer ${(await issueToken(other, claims, 900)).token}`,
+    };
     bad["alg: none"] = { authorization: `Bearer ${unsigned}` };
     bad["a revoked key"] = revoked.headers;
   });

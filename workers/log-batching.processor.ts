@@ -9,15 +9,19 @@ import { jobPayload, type ProcessorFactory } from "./runtime.js";
 
 const HOUR_MS = 3_600_000;
 
-export const logBatchingProcessor: ProcessorFactory = ({ services: { usage } }) => ({
-  schedules: [{ jobName: "usage.maintainPartitions", everyMs: HOUR_MS }],
-  async handle(job: Job, log) {
-    if (job.name === "usage.maintainPartitions") return usage.maintain(log);
-    const batch = jobPayload(logBatchingQueue, "usage.logHits", job);
-    // Committed before, then delivered again (its worker died before completing it): nothing to do.
-    if (!("hits" in batch)) return { logged: batch.logged };
-    await usage.record(batch.hits);
-    await replaceJobData(job, { logged: batch.hits.length } satisfies CommittedBatch);
-    return { logged: batch.hits.length };
-  },
-});
+export const logBatchingProcessor: ProcessorFactory = ({ services: { usage } }) => {
+  // The hot answer ready before the first read after a start, as after every commit.
+  usage.warmSoon();
+  return {
+    schedules: [{ jobName: "usage.maintainPartitions", everyMs: HOUR_MS }],
+    async handle(job: Job, log) {
+      if (job.name === "usage.maintainPartitions") return usage.maintain(log);
+      const batch = jobPayload(logBatchingQueue, "usage.logHits", job);
+      // Committed before, then delivered again (its worker died before completing it): nothing to do.
+      if (!("hits" in batch)) return { logged: batch.logged };
+      await usage.record(batch.hits);
+      await replaceJobData(job, { logged: batch.hits.length } satisfies CommittedBatch);
+      return { logged: batch.hits.length };
+    },
+  };
+};

@@ -117,6 +117,23 @@ describe("POST /api/register", () => {
     }
   });
 
+  it("stores SQL metacharacters in every text field as text, and refuses them where a field allows none", async () => {
+    const name = `O'Brien"; drop table accounts; --`;
+    const res = await post("/api/register", { name, email: `o'brien+${randomUUID().slice(0, 8)}@x.example` });
+    expect(res.status).toBe(201);
+    const made = (await res.json()) as Registered;
+    expect(made.name).toBe(name);
+    expect(await (await get("/v1/accounts/me", { "x-api-key": made.api_key })).json()).toMatchObject({
+      name,
+    });
+    for (const path of [
+      "/api/usage/daily?client_id=x'%20or%201=1--",
+      "/api/clients/x'%3Bdrop%20table%20usage_clients",
+      "/api/clients?after=%27%20or%20%271%27=%271",
+    ])
+      expect((await get(path, admin.headers)).status, path).toBe(400);
+  });
+
   it("needs REGISTRATION_TOKEN when it is set", async () => {
     const token = "a-registration-token-of-ours";
     const app = createApp({ ...t.deps, config: { ...t.deps.config, REGISTRATION_TOKEN: token } });

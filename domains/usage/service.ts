@@ -319,6 +319,9 @@ export function createUsageService(
       return { accepted: hits.length, spooled: refused.length };
     },
 
+    /** Computes the hot answer (every client's week) again within a second (a worker's start). */
+    warmSoon,
+
     /** Commits a job's hits with those of concurrent jobs (worker). */
     async record(hits: readonly LoggedHit[]): Promise<void> {
       await Promise.all(hits.map((h) => committer.add(h)));
