@@ -22,7 +22,7 @@ import { mountSwaggerUi } from "./swagger-ui.js";
 
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
-  const metrics = createMetrics(deps.queues, deps.redis);
+  const metrics = createMetrics(deps.queues, deps.redis, () => deps.services.usage.spooledHits());
 
   installRequestContext(app, deps, metrics);
   const limit = deps.config.BODY_LIMIT_BYTES;

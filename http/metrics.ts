@@ -14,7 +14,11 @@ export interface Metrics {
 
 const JOB_STATES = ["waiting", "active", "delayed", "completed", "failed", "paused", "prioritized"] as const;
 
-export function createMetrics(queues: QueueRegistry, redis: Redis): Metrics {
+/**
+ * The metrics of a process serving HTTP. `usageSpooledHits`: the hits this process holds in its
+ * usage spool, acknowledged while Redis could not take them and not yet replayed.
+ */
+export function createMetrics(queues: QueueRegistry, redis: Redis, usageSpooledHits?: () => number): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({
@@ -46,6 +50,15 @@ export function createMetrics(queues: QueueRegistry, redis: Redis): Metrics {
       );
     },
   });
+  if (usageSpooledHits)
+    new Gauge({
+      name: "conveyor_usage_spooled_hits",
+      help: "Hits this API process acknowledged into its spool while Redis was down, not yet replayed",
+      registers: [registry],
+      collect() {
+        this.set(usageSpooledHits());
+      },
+    });
   new Gauge({
     name: "conveyor_redis_memory_used_ratio",
     help: "Redis used_memory / maxmemory (absent without maxmemory); at 1 Redis refuses every write",

@@ -634,6 +634,7 @@ describe("the spool while Redis is down", () => {
       }
       expect(spooled).toBe(50);
       expect((await readdir(spoolDir)).some((f) => f.endsWith(".jsonl"))).toBe(true);
+      expect(await (await s.app.request("/metrics")).text()).toMatch(/^conveyor_usage_spooled_hits 50$/m);
     } finally {
       await redis.start();
     }
@@ -656,6 +657,7 @@ describe("the spool while Redis is down", () => {
     try {
       expect(await todayCount(client.headers, 52, s)).toBe(52);
       await eventually(async () => ((await readdir(spoolDir)).length === 0 ? true : undefined));
+      expect(await (await s.app.request("/metrics")).text()).toMatch(/^conveyor_usage_spooled_hits 0$/m);
       await new Promise((r) => setTimeout(r, 500));
       expect(await todayCount(client.headers, 52, s)).toBe(52);
       const [{ n }] = (await s.deps.database

@@ -319,6 +319,9 @@ export function createUsageService(
       return { accepted: hits.length, spooled: refused.length };
     },
 
+    /** Hits this process acknowledged into its spool and has not replayed yet. */
+    spooledHits: () => spool?.pending() ?? 0,
+
     /** Computes the hot answer (every client's week) again within a second (a worker's start). */
     warmSoon,
 

@@ -29,6 +29,8 @@ export function createHitSpool(opts: { dir: string; logger: Logger }) {
   let sequence = 0;
   let current: { path: string; handle: FileHandle; openedAt: number } | undefined;
   let closed = false;
+  /** Hits this process appended and has not replayed (its own files only). */
+  let pending = 0;
 
   async function fileToWrite() {
     if (current && Date.now() - current.openedAt < ROTATE_MS) return current;
@@ -69,7 +71,10 @@ export function createHitSpool(opts: { dir: string; logger: Logger }) {
     /** Appends hits; resolves once they are on disk (fdatasync). */
     async append(hits: LoggedHit[]): Promise<void> {
       if (closed) throw new Error("the spool is closed");
+      if (pending === 0)
+        logger.warn({ dir }, "usage: Redis cannot take hits; acknowledging them into the spool");
       await writer.add(hits);
+      pending += hits.length;
     },
 
     /**
@@ -119,10 +124,14 @@ export function createHitSpool(opts: { dir: string; logger: Logger }) {
         }
         await unlink(claimed);
         replayed += hits.length;
+        if (own) pending = Math.max(0, pending - hits.length);
       }
       if (replayed > 0) logger.info({ replayed, dir }, "usage spool replayed into log-batching");
       return replayed;
     },
+
+    /** Hits this process appended to its spool and has not replayed yet. */
+    pending: () => pending,
 
     async close(): Promise<void> {
       closed = true;
