@@ -4,7 +4,6 @@
 import { isIP } from "node:net";
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { streamSSE } from "hono/streaming";
 import type { Caller } from "../../domains/identity/caller.js";
 import type { LimitKind } from "../../domains/usage/client-limits.js";
 import { type CommittedBatchEvent, compareEventIds } from "../../domains/usage/events.js";
@@ -13,6 +12,7 @@ import { DAILY_DAYS, TOP_CLIENTS, TOP_WINDOW_HOURS, type UsageService } from "..
 import { ADMINS, guardedRoute, PUBLIC, rateLimitHeaders } from "../../http/access.js";
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
+import { HEARTBEAT_SECONDS, resumableStream } from "../../http/event-stream.js";
 import { cidrProblem } from "../../lib/cidr.js";
 import { AppError } from "../../lib/errors.js";
 import { pgText } from "../../lib/postgres-values.js";
@@ -22,7 +22,6 @@ import { errorResponses } from "../openapi.js";
 import { exchangeToken, tokenRoute } from "./identity.js";
 
 const DAY_MS = 86_400_000;
-const HEARTBEAT_SECONDS = 15;
 /** A hit may be stamped this far in the future (clocks differ), not more. */
 const FUTURE_SKEW_MS = 5 * 60_000;
 
@@ -449,52 +448,15 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
       event.counted
         .filter((h) => own === undefined || h.accountId === own)
         .map((h) => ({ client_id: h.clientId, hour: new Date(h.hour).toISOString(), added: h.hits }));
-    const resumeFrom = c.req.valid("header")["last-event-id"];
-    c.header("Cache-Control", "no-store");
-    // Proxies (nginx) must not buffer it.
-    c.header("X-Accel-Buffering", "no");
-    return streamSSE(c, async (sse) => {
-      let last = resumeFrom ?? "0-0";
-      const pending: CommittedBatchEvent[] = [];
-      let wake: (() => void) | undefined;
-      // Subscribed before the replay, so nothing committed in between is missed; what both
-      // deliver is sent once (ids are ordered).
-      const unsubscribe = await usage.subscribe((event) => {
-        pending.push(event);
-        wake?.();
-      });
-      let open = true;
-      sse.onAbort(() => {
-        open = false;
-        wake?.();
-      });
-      const heartbeat = setInterval(() => {
-        void sse.writeSSE({ event: "heartbeat", data: "{}" });
-      }, HEARTBEAT_SECONDS * 1000);
-      heartbeat.unref();
-      const send = async (event: CommittedBatchEvent) => {
-        if (compareEventIds(event.id, last) <= 0) return;
-        last = event.id;
+    return resumableStream(c, c.req.valid("header")["last-event-id"], {
+      subscribe: usage.subscribe,
+      missedSince: usage.eventsAfter,
+      idOf: (event) => event.id,
+      compareIds: compareEventIds,
+      render: (event) => {
         const hits = visible(event);
-        if (hits.length > 0)
-          await sse.writeSSE({ id: event.id, event: "usage", data: JSON.stringify({ hits }) });
-      };
-      try {
-        await sse.writeSSE({
-          event: "ready",
-          data: JSON.stringify({ heartbeat_seconds: HEARTBEAT_SECONDS }),
-        });
-        if (resumeFrom !== undefined)
-          for (const event of await usage.eventsAfter(resumeFrom)) await send(event);
-        while (open) {
-          const event = pending.shift();
-          if (event) await send(event);
-          else await new Promise<void>((resolve) => (wake = resolve));
-        }
-      } finally {
-        clearInterval(heartbeat);
-        unsubscribe();
-      }
+        return hits.length > 0 ? { event: "usage", data: { hits } } : undefined;
+      },
     });
   })
   .openapi(listClients, async (c) => {
