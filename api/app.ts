@@ -16,6 +16,7 @@ import { alertsRoutes } from "./routes/alerts.js";
 import { filesRoutes, isFileUpload } from "./routes/files.js";
 import { identityRoutes } from "./routes/identity.js";
 import { jobsRoutes } from "./routes/jobs.js";
+import { notificationsRoutes } from "./routes/notifications.js";
 import { isSecretStore, secretsRoutes } from "./routes/secrets.js";
 import { usageRoutes } from "./routes/usage.js";
 import { mountSwaggerUi } from "./swagger-ui.js";
@@ -53,6 +54,7 @@ export function createApp(deps: AppDeps) {
   app.route("/", healthRoutes(metrics));
   app.route("/", identityRoutes);
   app.route("/", jobsRoutes);
+  app.route("/", notificationsRoutes);
   app.route("/", alertsRoutes);
   app.route("/", filesRoutes);
   app.route("/", secretsRoutes);

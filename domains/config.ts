@@ -28,6 +28,7 @@ const DEFAULT_CONCURRENCY: Record<QueueName, number> = {
   encryption: 64,
   // Jobs carry up to 1,000 hits, and concurrent ones share one statement (group commit).
   "log-batching": 16,
+  notifications: 32,
 };
 
 const workerConfig = {

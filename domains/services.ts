@@ -9,6 +9,7 @@ import type { DomainsConfig } from "./config.js";
 import type { Connections } from "./connections.js";
 import { createFilesService, type FilesService } from "./files/service.js";
 import { createIdentityService, type IdentityService } from "./identity/service.js";
+import { createNotificationsService, type NotificationsService } from "./notifications/service.js";
 import { usesDevKdfSalt } from "./secrets/keys.js";
 import { createSecretsService, type SecretsService } from "./secrets/service.js";
 import { createUsageService, type UsageService } from "./usage/service.js";
@@ -17,6 +18,7 @@ export interface Services {
   alerts: AlertsService;
   files: FilesService;
   identity: IdentityService;
+  notifications: NotificationsService;
   secrets: SecretsService;
   usage: UsageService;
 }
@@ -26,11 +28,13 @@ export function buildServices(
   connections: Connections,
   shutdown: ShutdownRegistry,
 ): Services {
-  const identity = createIdentityService(config, connections);
+  const notifications = createNotificationsService(config, connections);
+  const identity = createIdentityService(config, connections, { notifications });
   const services: Services = {
     alerts: createAlertsService(config, connections),
     files: createFilesService(config, connections),
     identity,
+    notifications,
     secrets: createSecretsService(config, connections),
     usage: createUsageService(config, connections, { identity }),
   };

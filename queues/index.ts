@@ -5,12 +5,14 @@ import type { QueueContract } from "./contract.js";
 import { encryptionQueue } from "./encryption.js";
 import { logBatchingQueue } from "./log-batching.js";
 import type { QueueName } from "./names.js";
+import { notificationsQueue } from "./notifications.js";
 
 export const queueContracts: Record<QueueName, QueueContract> = {
   "alert-ingestion": alertIngestionQueue,
   "chunk-hashing": chunkHashingQueue,
   encryption: encryptionQueue,
   "log-batching": logBatchingQueue,
+  notifications: notificationsQueue,
 };
 
 export { QUEUE_NAMES, type QueueName } from "./names.js";

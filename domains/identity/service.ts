@@ -9,6 +9,7 @@ import { createRateLimit, type RateLimit, type RateLimitState } from "../../lib/
 import { createRedis } from "../../lib/redis.js";
 import { decodeKey } from "../../lib/sealing.js";
 import type { Connections } from "../connections.js";
+import type { NotificationsService } from "../notifications/service.js";
 import { apiKeyDisplayPrefix, generateApiKey, hashApiKey, isWellFormedApiKey } from "./api-keys.js";
 import { ANONYMOUS_TENANT, type Caller, ROLES, type Role, tenantOf } from "./caller.js";
 import type { IdentityConfig } from "./config.js";
@@ -107,6 +108,8 @@ export type IdentityService = ReturnType<typeof createIdentityService>;
 export function createIdentityService(
   config: IdentityConfig & { QUEUE_PREFIX: string; REDIS_URL: string },
   { database, redis, logger }: Pick<Connections, "database" | "redis" | "logger">,
+  /** Where the account hears of changes to its keys (absent: in the keys command). */
+  { notifications }: { notifications?: NotificationsService } = {},
 ) {
   const sql = database.sql;
   const channel = `${config.QUEUE_PREFIX}:identity:evictions`;
@@ -634,6 +637,11 @@ export function createIdentityService(
       const row = await sql.begin(async (tx) => {
         const revoked = await q.revokeApiKey(tx, id);
         if (!revoked) throw new AppError("NOT_FOUND", `no key ${id}`);
+        await notifications?.notify(tx, {
+          account: revoked.accountId,
+          type: "key.revoked",
+          data: { keyId: id, prefix: revoked.prefix },
+        });
         await audit(tx, actor, {
           action: "key.revoke",
           targetType: "key",

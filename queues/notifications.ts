@@ -1,0 +1,18 @@
+// Contract of the `notifications` queue: `notifications.publish` carries one notification the
+// relay moved out of the outbox (the `notifications` table), by id; the worker announces it to
+// the account's live streams (and, next, its webhooks).
+import { z } from "zod";
+import { baseJobOptions, defineQueue } from "./contract.js";
+
+export const notificationPublishSchema = z.object({ id: z.number().int().positive() });
+
+export const notificationsQueue = defineQueue({
+  name: "notifications",
+  jobs: { "notifications.publish": notificationPublishSchema },
+  defaultJobOptions: {
+    ...baseJobOptions,
+    attempts: 10,
+    backoff: { type: "exponential", delay: 500, jitter: 0.5 },
+    removeOnComplete: { age: 3600, count: 10_000 },
+  },
+});
