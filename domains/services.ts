@@ -36,7 +36,7 @@ export function buildServices(
     identity,
     notifications,
     secrets: createSecretsService(config, connections),
-    usage: createUsageService(config, connections, { identity }),
+    usage: createUsageService(config, connections, { identity, notifications }),
   };
   for (const [name, service] of Object.entries(services))
     shutdown.register(`${name} service`, () => service.close());

@@ -690,6 +690,17 @@ describe("per-client rate limits", () => {
     expect(refused.headers.get("ratelimit")).toMatch(/^"client-reads";r=0;t=\d+$/);
     // Another client has its own window.
     expect((await get("/api/usage/daily", (await register(limited)).headers, limited)).status).toBe(200);
+    // The client hears of it, once for the window however often it is refused.
+    await get("/api/usage/daily", client.headers, limited);
+    type Inbox = { items: { type: string; data: { kind: string; retryAfterSeconds: number } }[] };
+    const inbox = await eventually(async () => {
+      // No worker here: the test relays the outbox itself.
+      await limited.deps.services.notifications.relay();
+      const i = (await (await get("/v1/notifications", client.headers, limited)).json()) as Inbox;
+      return i.items.length > 0 ? i : undefined;
+    });
+    expect(inbox.items.map((n) => [n.type, n.data.kind])).toEqual([["usage.rate_limited", "reads"]]);
+    expect(inbox.items[0]?.data.retryAfterSeconds).toBeGreaterThan(0);
   });
 
   it("counts a batch's hits against the ingestion limit", async () => {

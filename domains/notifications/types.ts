@@ -24,13 +24,10 @@ export const NOTIFICATION_TYPES = {
     example: { keyId: "key_8sK2pQ9xVb4Nm7Rt", prefix: "cvy_4Gk9Qm2X", expiresAt: "2026-12-10T00:00:00.000Z" },
   }),
   "usage.rate_limited": type({
-    description: "The client went past one of its rate limits (once per window).",
-    schema: z.object({
-      kind: z.enum(["reads", "hits"]),
-      limit: z.number().int(),
-      windowSeconds: z.number().int(),
-    }),
-    example: { kind: "hits", limit: 60_000, windowSeconds: 60 },
+    description:
+      "The client went past one of its rate limits (reads and tokens, or logged hits); sent once per window.",
+    schema: z.object({ kind: z.enum(["reads", "hits"]), retryAfterSeconds: z.number().int() }),
+    example: { kind: "hits", retryAfterSeconds: 42 },
   }),
   "test.ping": type({
     description: "A test notification, sent on request.",

@@ -12,7 +12,8 @@ import { enqueue } from "../../queues/contract.js";
 import { type LoggedHit, logBatchingQueue, USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
 import type { Connections } from "../connections.js";
 import type { IdentityService } from "../identity/service.js";
-import { createClientLimits } from "./client-limits.js";
+import type { NotificationsService } from "../notifications/service.js";
+import { createClientLimits, type LimitKind } from "./client-limits.js";
 import type { UsageConfig } from "./config.js";
 import { createUsageEvents } from "./events.js";
 import {
@@ -68,7 +69,7 @@ export type UsageService = ReturnType<typeof createUsageService>;
 export function createUsageService(
   config: UsageConfig & { QUEUE_PREFIX: string; REDIS_URL: string },
   { database, redis, queues, logger }: Pick<Connections, "database" | "redis" | "queues" | "logger">,
-  { identity }: { identity: IdentityService },
+  { identity, notifications }: { identity: IdentityService; notifications?: NotificationsService },
 ) {
   const sql = database.sql;
   // The usage reads go to the read replica when there is one.
@@ -121,6 +122,26 @@ export function createUsageService(
       ]);
     },
   });
+
+  /** Tells a client it went past a limit, once per window (a Redis key stands for the window). */
+  async function notifyRateLimited(kind: LimitKind, accountId: string, windowLeftSeconds: number) {
+    if (!notifications) return;
+    const first = await redis.set(
+      `${keyPrefix}:limited:${kind}:${accountId}`,
+      "1",
+      "EX",
+      windowLeftSeconds,
+      "NX",
+    );
+    if (first !== "OK") return;
+    await sql.begin((tx) =>
+      notifications.notify(tx, {
+        account: accountId,
+        type: "usage.rate_limited",
+        data: { kind, retryAfterSeconds: windowLeftSeconds },
+      }),
+    );
+  }
 
   // ---- The spool: hits acknowledged while Redis was down, replayed once it is back -------------
   const spool =
@@ -285,7 +306,24 @@ export function createUsageService(
       return limits.view(row);
     },
 
-    admit: limits.admit,
+    /**
+     * A client's request admitted (its allowlist, then its windows of `kind`); past a limit the
+     * client is also notified, once per window (`usage.rate_limited`).
+     */
+    async admit(kind: LimitKind, accountId: string, address: string, points = 1) {
+      try {
+        return await limits.admit(kind, accountId, address, points);
+      } catch (err) {
+        if (err instanceof AppError && err.code === "RATE_LIMITED")
+          void notifyRateLimited(kind, accountId, err.retryAfter ?? 60).catch((notifyErr: unknown) =>
+            logger.warn(
+              { err: { message: (notifyErr as Error).message } },
+              "usage: the client was not notified of its rate limit",
+            ),
+          );
+        throw err;
+      }
+    },
     minuteWindow: limits.minuteWindow,
 
     /**
