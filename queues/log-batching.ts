@@ -2,6 +2,7 @@
 // at about the same moment (many hits per job, as alert events are grouped), and
 // `usage.maintainPartitions` is the scheduled job that keeps a day's partition of `api_hits`
 // ready ahead of time and drops those past USAGE_RETENTION_DAYS.
+import { isIP } from "node:net";
 import { z } from "zod";
 import { pgText } from "../lib/postgres-values.js";
 import { baseJobOptions, defineQueue } from "./contract.js";
@@ -15,9 +16,11 @@ export const loggedHitSchema = z.object({
   id: z.string().min(1).max(64),
   /** The client's account. */
   accountId: z.string().min(1).max(64),
-  /** Epoch milliseconds. */
-  at: z.number().int().nonnegative(),
-  ip: z.string().min(2).max(45),
+  /** Epoch milliseconds, before the year 10000 (what Postgres' timestamptz holds). */
+  at: z.number().int().nonnegative().max(253_402_300_799_999),
+  // Checked here as well as by the API: one hit Postgres refused would sink every job sharing its
+  // statement, so a job from an older or broken producer fails on its own, at parse time.
+  ip: z.string().refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address"),
   endpoint: pgText().min(1).max(2048),
   method: z.string().min(1).max(16).optional(),
   status: z.number().int().min(100).max(599).optional(),
