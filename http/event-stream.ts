@@ -6,6 +6,11 @@ import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 
 export const HEARTBEAT_SECONDS = 15;
+/**
+ * Events one stream holds while its client does not read them; past it the stream ends (the
+ * client reconnects with Last-Event-ID), so a client that stops reading cannot grow the process.
+ */
+const PENDING_MAX = 1_000;
 
 export interface ResumableStream<E> {
   /** Subscribes to the live events; answers the unsubscribe. */
@@ -25,35 +30,38 @@ export function resumableStream<E>(c: Context, resumeFrom: string | undefined, s
   c.header("X-Accel-Buffering", "no");
   return streamSSE(c, async (sse) => {
     let last: string | undefined = resumeFrom;
-    const pending: E[] = [];
+    const pending: { id: string; shown: { event: string; data: unknown } }[] = [];
     let wake: (() => void) | undefined;
-    const unsubscribe = await source.subscribe((event) => {
-      pending.push(event);
-      wake?.();
-    });
     let open = true;
     sse.onAbort(() => {
       open = false;
+      wake?.();
+    });
+    // Only what this caller may see is held; past PENDING_MAX the stream ends.
+    const unsubscribe = await source.subscribe((event) => {
+      const shown = source.render(event);
+      if (!shown) return;
+      if (pending.length >= PENDING_MAX) open = false;
+      else pending.push({ id: source.idOf(event), shown });
       wake?.();
     });
     const heartbeat = setInterval(() => {
       void sse.writeSSE({ event: "heartbeat", data: "{}" });
     }, HEARTBEAT_SECONDS * 1000);
     heartbeat.unref();
-    const send = async (event: E) => {
-      const id = source.idOf(event);
+    const send = async (id: string, shown: { event: string; data: unknown } | undefined) => {
       if (last !== undefined && source.compareIds(id, last) <= 0) return;
       last = id;
-      const shown = source.render(event);
       if (shown) await sse.writeSSE({ id, event: shown.event, data: JSON.stringify(shown.data) });
     };
     try {
       await sse.writeSSE({ event: "ready", data: JSON.stringify({ heartbeat_seconds: HEARTBEAT_SECONDS }) });
       if (resumeFrom !== undefined)
-        for (const event of await source.missedSince(resumeFrom)) await send(event);
-      while (open) {
-        const event = pending.shift();
-        if (event) await send(event);
+        for (const event of await source.missedSince(resumeFrom))
+          await send(source.idOf(event), source.render(event));
+      while (open && !sse.aborted) {
+        const next = pending.shift();
+        if (next) await send(next.id, next.shown);
         else await new Promise<void>((resolve) => (wake = resolve));
       }
     } finally {

@@ -12,6 +12,12 @@ export interface AddressList {
 
 const MAPPED_V4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 
+/**
+ * An IPv4 or IPv6 address as Postgres' `inet` stores it: no zone (`fe80::1%eth0`, which Node's
+ * isIP accepts and Postgres refuses), at most 45 characters.
+ */
+export const isStorableAddress = (s: string): boolean => s.length <= 45 && !s.includes("%") && isIP(s) !== 0;
+
 /** Why `entry` is not an address or a CIDR block, or undefined when it is one. */
 export function cidrProblem(entry: string): string | undefined {
   const [address = "", bits, extra] = entry.split("/");

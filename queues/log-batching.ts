@@ -2,8 +2,8 @@
 // at about the same moment (many hits per job, as alert events are grouped), and
 // `usage.maintainPartitions` is the scheduled job that keeps a day's partition of `api_hits`
 // ready ahead of time and drops those past USAGE_RETENTION_DAYS.
-import { isIP } from "node:net";
 import { z } from "zod";
+import { isStorableAddress } from "../lib/cidr.js";
 import { pgText } from "../lib/postgres-values.js";
 import { baseJobOptions, defineQueue } from "./contract.js";
 
@@ -20,7 +20,7 @@ export const loggedHitSchema = z.object({
   at: z.number().int().nonnegative().max(253_402_300_799_999),
   // Checked here as well as by the API: one hit Postgres refused would sink every job sharing its
   // statement, so a job from an older or broken producer fails on its own, at parse time.
-  ip: z.string().refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address"),
+  ip: z.string().refine(isStorableAddress, "must be an IPv4 or IPv6 address"),
   endpoint: pgText().min(1).max(2048),
   method: z.string().min(1).max(16).optional(),
   status: z.number().int().min(100).max(599).optional(),

@@ -1,7 +1,6 @@
 // Usage over HTTP, on the seed's paths: clients register, log their hits (one, or up to 1,000 at
 // once), exchange their key for a token, and read their usage; admins read everyone's and the top
 // clients. The usage domain (domains/usage/) does the work; every route is declared, as all are.
-import { isIP } from "node:net";
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { Caller } from "../../domains/identity/caller.js";
@@ -13,7 +12,7 @@ import { ADMINS, guardedRoute, PUBLIC, rateLimitHeaders } from "../../http/acces
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
 import { HEARTBEAT_SECONDS, resumableStream } from "../../http/event-stream.js";
-import { cidrProblem } from "../../lib/cidr.js";
+import { cidrProblem, isStorableAddress } from "../../lib/cidr.js";
 import { AppError } from "../../lib/errors.js";
 import { pgText } from "../../lib/postgres-values.js";
 import { secureEqual } from "../../lib/secure-compare.js";
@@ -39,7 +38,7 @@ const clientIdField = z
 
 const hitSchema = z
   .object({
-    ip: z.string().refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address"),
+    ip: z.string().refine(isStorableAddress, "must be an IPv4 or IPv6 address (no zone)"),
     endpoint: pgText().min(1).max(2048).openapi({ example: "/v2/orders" }),
     timestamp: z
       .union([z.iso.datetime({ offset: true }), z.number().int().nonnegative()])

@@ -1,6 +1,7 @@
-// The answers of /api/usage/*, cached. In Redis under versioned keys: every committed batch bumps
-// the version of each client it counted (and of "all"), so a read is never staler than the last
-// commit, and an answer stays an hour at most. While Redis is down, reads go to Postgres with an
+// The answers of /api/usage/*, cached. In Redis, one key per answer, holding the answer and the
+// version it was computed at: every committed batch bumps the version of each client it counted
+// (and of "all"), and an answer of an older version is computed again, so a read is never staler
+// than the last commit, and an answer stays an hour at most. While Redis is down, reads go to Postgres with an
 // in-process LRU in front; while Postgres is down, the last answer computed is served, with its
 // age. Every answer says where it came from (the route turns that into Cache-Status and Age).
 import type { Redis } from "ioredis";
@@ -25,12 +26,10 @@ const LAST_TTL_SECONDS = 86_400;
 const MEMORY_TTL_MS = 5_000;
 const MEMORY_MAX = 1_000;
 
-// KEYS: the scope's version. ARGV: the answer's key without its version → {version, the answer
-// or nil}: one round trip, not two. The answer's key is built here, so it is not declared; it
-// shares the version key's prefix, and so its Redis Cluster slot when QUEUE_PREFIX is a hash tag.
+// KEYS: the scope's version, the answer's key → {version, the cached {v, value} or false}: one
+// round trip, not two.
 const LOOKUP = `
-local version = redis.call('GET', KEYS[1]) or '0'
-return {version, redis.call('GET', ARGV[1] .. version)}`;
+return {redis.call('GET', KEYS[1]) or '0', redis.call('GET', KEYS[2])}`;
 
 interface Stamped {
   value: unknown;
@@ -57,15 +56,18 @@ export function createReadCache(opts: { redis: Redis; keyPrefix: string; ttlSeco
     ageSeconds: Math.max(0, Math.round((Date.now() - last.at) / 1000)),
   });
 
-  async function fromRedis(name: string, scope: string): Promise<{ key: string; hit?: unknown } | undefined> {
+  async function fromRedis(
+    name: string,
+    scope: string,
+  ): Promise<{ key: string; version: string; hit?: unknown } | undefined> {
     try {
-      const base = `${keyPrefix}:cache:${scope}:${name}:`;
-      const [version, text] = (await redis.eval(LOOKUP, 1, versionKey(scope), base)) as [
+      const key = `${keyPrefix}:cache:${scope}:${name}`;
+      const [version, text] = (await redis.eval(LOOKUP, 2, versionKey(scope), key)) as [
         string,
         string | null,
       ];
-      const key = `${base}${version}`;
-      return text === null ? { key } : { key, hit: JSON.parse(text) };
+      const cached = text === null ? undefined : (JSON.parse(text) as { v: string; value: unknown });
+      return cached?.v === version ? { key, version, hit: cached.value } : { key, version };
     } catch (err) {
       if (isDependencyDown(err) || redis.status !== "ready") return undefined;
       throw err;
@@ -109,7 +111,7 @@ export function createReadCache(opts: { redis: Redis; keyPrefix: string; ttlSeco
       else
         await redis
           .pipeline()
-          .set(cached.key, JSON.stringify(value), "EX", ttlSeconds)
+          .set(cached.key, JSON.stringify({ v: cached.version, value }), "EX", ttlSeconds)
           .set(`${keyPrefix}:last:${memoryKey}`, JSON.stringify(stamped), "EX", LAST_TTL_SECONDS)
           .exec()
           .catch(() => {});

@@ -5,7 +5,7 @@
 // Postgres is the system of record: the counters are rebuilt from it by the maintenance job.
 import { createDatabase } from "../../db/client.js";
 import { createBatcher } from "../../lib/batcher.js";
-import { AppError, isDependencyDown, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
+import { AppError, isDependencyDown, isInvalidData, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
 import { enqueue } from "../../queues/contract.js";
@@ -171,6 +171,29 @@ export function createUsageService(
 
   // ---- The worker: hits into Postgres, then the live counters --------------------------------
   async function commit(hits: LoggedHit[]): Promise<CountedHits[]> {
+    try {
+      return await insertWithPartitions(hits);
+    } catch (err) {
+      if (!isInvalidData(err) || hits.length === 1) throw err;
+      // One hit Postgres refuses must not sink the others sharing its statement (other jobs',
+      // other clients'): write them one at a time, and drop only what is refused, logged.
+      const counted: CountedHits[] = [];
+      for (const hit of hits) {
+        try {
+          counted.push(...(await insertWithPartitions([hit])));
+        } catch (hitErr) {
+          if (!isInvalidData(hitErr)) throw hitErr;
+          logger.error(
+            { hitId: hit.id, accountId: hit.accountId, err: { message: (hitErr as Error).message } },
+            "usage: a hit Postgres refuses was dropped",
+          );
+        }
+      }
+      return counted;
+    }
+  }
+
+  async function insertWithPartitions(hits: LoggedHit[]): Promise<CountedHits[]> {
     try {
       return await insertHits(sql, hits);
     } catch (err) {
