@@ -25,19 +25,28 @@ interface Received {
 interface Receiver {
   url: string;
   received: Received[];
+  /** Most requests the receiver was answering at once. */
+  maxConcurrent: () => number;
   close(): Promise<void>;
 }
 
-/** An HTTP receiver on 127.0.0.1 answering `statuses` in turn, then 200. */
-async function receiver(statuses: number[] = []): Promise<Receiver> {
+/** An HTTP receiver on 127.0.0.1 answering `statuses` in turn, then 200, each after `delayMs`. */
+async function receiver(statuses: number[] = [], delayMs = 0): Promise<Receiver> {
   const received: Received[] = [];
+  let current = 0;
+  let max = 0;
   const server: Server = createServer((req, res) => {
+    current++;
+    max = Math.max(max, current);
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
-      res.statusCode = statuses.shift() ?? 200;
-      res.end("ok ".repeat(1_000));
+      setTimeout(() => {
+        current--;
+        received.push({ headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
+        res.statusCode = statuses.shift() ?? 200;
+        res.end("ok ".repeat(1_000));
+      }, delayMs);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -46,6 +55,7 @@ async function receiver(statuses: number[] = []): Promise<Receiver> {
   return {
     url: `http://127.0.0.1:${port}/hooks`,
     received,
+    maxConcurrent: () => max,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
@@ -206,6 +216,23 @@ describe("delivery", () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(r.received).toHaveLength(1);
   });
+
+  it("keeps at most 4 deliveries in flight per endpoint, and a slow endpoint does not hold up another", async () => {
+    const [slowOwner, fastOwner] = [await t.account("client"), await t.account("client")];
+    const slow = await receiver([], 800);
+    const fast = await receiver();
+    await register(slowOwner, slow.url);
+    await register(fastOwner, fast.url);
+    for (let i = 0; i < 8; i++) await notify(slowOwner, `slow ${i}`);
+    await eventually(async () => (slow.maxConcurrent() > 0 ? true : undefined));
+    const started = Date.now();
+    await notify(fastOwner, "fast");
+    await arrived(fast, 1);
+    expect(Date.now() - started).toBeLessThan(800);
+    await arrived(slow, 8, 20_000);
+    expect(slow.maxConcurrent()).toBeLessThanOrEqual(4);
+    expect(slow.maxConcurrent()).toBeGreaterThan(1);
+  }, 30_000);
 
   it("sends a test.ping on request", async () => {
     const a = await t.account("client");

@@ -171,8 +171,10 @@ export function createNotificationsService(
       // The relay enqueues inside its transaction: a job can run before that commit, and would
       // announce the row without its number (a stream would resume from 0). Retried (backoff).
       if (row.seq === null) throw new Error(`notification ${id} is not relayed yet; retrying`);
-      await redis.publish(channel, JSON.stringify({ accountId: row.accountId, notification: view(row) }));
+      // Deliveries first: a repeat of this job makes none twice, where a repeated announcement
+      // would reach the streams twice.
       await webhooks.fanOut(row);
+      await redis.publish(channel, JSON.stringify({ accountId: row.accountId, notification: view(row) }));
       return "published";
     },
 
