@@ -48,9 +48,13 @@ export function send(
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   const family = isIP(address) === 6 ? 6 : 4;
+  // Whatever the host resolves to now, the socket goes to the address that was checked. Node asks
+  // with `all: true` when it tries addresses in turn (autoSelectFamily): then it wants a list.
   const pinned: LookupFunction = (_host, options, callback) => {
     if ((options as { all?: boolean }).all)
-      (callback as never as (e: null, a: unknown[]) => void)(null, [{ address, family }]);
+      (callback as unknown as (err: null, all: { address: string; family: number }[]) => void)(null, [
+        { address, family },
+      ]);
     else callback(null, address, family);
   };
   const request = url.protocol === "https:" ? httpsRequest : httpRequest;
