@@ -160,6 +160,16 @@ const deliveries = guardedRoute(OWN, {
     ...errorResponses(400, 404),
   },
 });
+const redeliver = guardedRoute(OWN, {
+  method: "post",
+  path: "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+  tags: TAGS,
+  summary: "Send a dead delivery once more, under the same webhook-id",
+  request: {
+    params: params.extend({ deliveryId: z.string().regex(/^msg_[\w-]{1,64}$/, "not a delivery id") }),
+  },
+  responses: { 202: { description: "Queued; see its deliveries" }, ...errorResponses(400, 404, 409) },
+});
 const test = guardedRoute(OWN, {
   method: "post",
   path: "/v1/webhooks/{id}/test",
@@ -212,6 +222,11 @@ export const webhooksRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationH
       c.req.valid("query").limit,
     );
     return c.json({ items }, 200);
+  })
+  .openapi(redeliver, async (c) => {
+    const { id, deliveryId } = c.req.valid("param");
+    await c.get("services").notifications.webhooks.redeliver(accountOf(c), id, deliveryId);
+    return c.body(null, 202);
   })
   .openapi(test, async (c) =>
     c.json(await c.get("services").notifications.webhooks.test(accountOf(c), c.req.valid("param").id), 202),

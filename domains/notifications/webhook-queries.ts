@@ -199,3 +199,18 @@ export async function recordAttempt(
 export async function markDead(sql: Db, deliveryId: string): Promise<void> {
   await sql`update webhook_deliveries set state = 'dead', next_attempt_at = null where id = ${deliveryId} and state = 'pending'`;
 }
+
+/** Makes the endpoint's dead delivery `id` pending again; answers its attempts so far, or undefined. */
+export async function reviveDelivery(sql: Db, endpointId: string, id: string): Promise<number | undefined> {
+  const [row] = await sql<{ attempts: number }[]>`
+    update webhook_deliveries set state = 'pending', next_attempt_at = now()
+    where id = ${id} and endpoint_id = ${endpointId} and state = 'dead'
+    returning attempts`;
+  return row?.attempts;
+}
+
+export async function deliveryState(sql: Db, endpointId: string, id: string): Promise<string | undefined> {
+  const [row] = await sql<{ state: string }[]>`
+    select state from webhook_deliveries where id = ${id} and endpoint_id = ${endpointId}`;
+  return row?.state;
+}

@@ -26,6 +26,7 @@ import {
   attemptsOf,
   type DeliveryRow,
   deleteEndpoint,
+  deliveryState,
   disableEndpoint,
   type EndpointRow,
   endpointsFor,
@@ -37,6 +38,7 @@ import {
   listEndpoints,
   markDead,
   recordAttempt,
+  reviveDelivery,
   rotateSecret,
   updateEndpoint,
 } from "./webhook-queries.js";
@@ -303,6 +305,21 @@ export function createWebhooksService(
         createdAt: iso(d.createdAt) as string,
         history: attempts.filter((a) => a.deliveryId === d.id).map(attemptView),
       }));
+    },
+
+    /**
+     * Tries a dead delivery once more (a redrive), under the same webhook-id; if that attempt
+     * fails it is dead again. CONFLICT when the delivery is not dead.
+     */
+    async redeliver(accountId: string, id: string, deliveryId: string): Promise<void> {
+      await ownEndpoint(accountId, id);
+      const attempts = await reviveDelivery(sql, id, deliveryId);
+      if (attempts === undefined) {
+        const state = await deliveryState(sql, id, deliveryId);
+        if (state === undefined) throw new AppError("NOT_FOUND", `no delivery ${deliveryId} of ${id}`);
+        throw new AppError("CONFLICT", `delivery ${deliveryId} is ${state}; only a dead one is sent again`);
+      }
+      await enqueueDelivery(deliveryId, attempts + 1, 0, `${deliveryId}.r${randomId()}`);
     },
 
     /** Sends a `test.ping` to one endpoint (disabled or not); answers the delivery's id. */
