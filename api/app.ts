@@ -19,6 +19,7 @@ import { jobsRoutes } from "./routes/jobs.js";
 import { notificationsRoutes } from "./routes/notifications.js";
 import { isSecretStore, secretsRoutes } from "./routes/secrets.js";
 import { usageRoutes } from "./routes/usage.js";
+import { webhooksRoutes } from "./routes/webhooks.js";
 import { mountSwaggerUi } from "./swagger-ui.js";
 
 export function createApp(deps: AppDeps) {
@@ -55,6 +56,7 @@ export function createApp(deps: AppDeps) {
   app.route("/", identityRoutes);
   app.route("/", jobsRoutes);
   app.route("/", notificationsRoutes);
+  app.route("/", webhooksRoutes);
   app.route("/", alertsRoutes);
   app.route("/", filesRoutes);
   app.route("/", secretsRoutes);

@@ -7,6 +7,7 @@ import { QUEUE_NAMES, type QueueName } from "../queues/names.js";
 import { alertsConfig } from "./alerts/config.js";
 import { filesConfig } from "./files/config.js";
 import { identityConfig, identityConfigIssues } from "./identity/config.js";
+import { notificationsConfig } from "./notifications/config.js";
 import { secretsConfig, secretsConfigIssues } from "./secrets/config.js";
 import { usageConfig } from "./usage/config.js";
 
@@ -14,6 +15,7 @@ export const domainsConfig = {
   ...alertsConfig,
   ...filesConfig,
   ...identityConfig,
+  ...notificationsConfig,
   ...secretsConfig,
   ...usageConfig,
 };

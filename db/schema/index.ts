@@ -3,3 +3,4 @@ export * from "./identity.js";
 export * from "./notifications.js";
 export * from "./secrets.js";
 export * from "./usage.js";
+export * from "./webhooks.js";

@@ -3,7 +3,7 @@
 // commits with the change, or not at all). The relay, in the workers serving `notifications`,
 // moves committed notifications onto the queue, woken by Postgres at each commit (NOTIFY) and
 // polling besides; a `notifications.publish` job announces one to the account's live streams.
-// The inbox reads them back.
+// The inbox reads them back; webhooks (webhooks.ts) send them to the account's endpoints.
 import type { Redis } from "ioredis";
 import type { TransactionSql } from "postgres";
 import { AppError } from "../../lib/errors.js";
@@ -27,6 +27,7 @@ import {
   type NotificationTypeName,
   notificationCatalog,
 } from "./types.js";
+import { createWebhooksService, type WebhooksConfig } from "./webhooks.js";
 
 /** Notifications the relay moves per transaction. */
 const RELAY_BATCH = 500;
@@ -56,10 +57,11 @@ const view = (row: NotificationRow): NotificationView => ({
 export type NotificationsService = ReturnType<typeof createNotificationsService>;
 
 export function createNotificationsService(
-  config: { QUEUE_PREFIX: string; REDIS_URL: string },
+  config: WebhooksConfig & { REDIS_URL: string },
   { database, redis, queues, logger }: Pick<Connections, "database" | "redis" | "queues" | "logger">,
 ) {
   const sql = database.sql;
+  const webhooks = createWebhooksService(config, { database, redis, queues, logger });
   const channel = `${config.QUEUE_PREFIX}:notifications:published`;
 
   async function relay(): Promise<number> {
@@ -159,13 +161,25 @@ export function createNotificationsService(
       };
     },
 
-    /** Announces a relayed notification to its account's streams (the `notifications.publish` job). */
+    /**
+     * Announces a relayed notification to its account's streams and makes one webhook delivery
+     * per matching endpoint (the `notifications.publish` job; a repeat makes none twice).
+     */
     async publish(id: number): Promise<"published" | "gone"> {
       const row = await findNotification(sql, id);
       if (!row) return "gone";
+      // The relay enqueues inside its transaction: a job can run before that commit, and would
+      // announce the row without its number (a stream would resume from 0). Retried (backoff).
+      if (row.seq === null) throw new Error(`notification ${id} is not relayed yet; retrying`);
+      // Deliveries first: a repeat of this job makes none twice, where a repeated announcement
+      // would reach the streams twice.
+      await webhooks.fanOut(row);
       await redis.publish(channel, JSON.stringify({ accountId: row.accountId, notification: view(row) }));
       return "published";
     },
+
+    /** The account's webhook endpoints and their deliveries (webhooks.ts). */
+    webhooks,
 
     /** The account's notifications, newest first, a page at a time. */
     async list(q: { accountId: string; unread: boolean; before?: number | undefined; limit: number }) {
