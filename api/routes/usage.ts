@@ -392,20 +392,18 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
   })
   .openapi(logHits, async (c) => {
     const body = c.req.valid("json");
-    const hits = "hits" in body ? body.hits : [body];
-    const caller = await limitClient(c, "hits", hits.length);
     const now = Date.now();
     const retention = c.get("deps").config.USAGE_RETENTION_DAYS;
-    const { accepted, spooled } = await c.get("services").usage.logHits(
-      caller.accountId,
-      hits.map((h) => ({
-        ip: h.ip,
-        endpoint: h.endpoint,
-        at: hitInstant(h.timestamp, now, retention),
-        method: h.method,
-        status: h.status,
-      })),
-    );
+    // Every hit checked before any is counted against the client's limits: a 400 costs nothing.
+    const hits = ("hits" in body ? body.hits : [body]).map((h) => ({
+      ip: h.ip,
+      endpoint: h.endpoint,
+      at: hitInstant(h.timestamp, now, retention),
+      method: h.method,
+      status: h.status,
+    }));
+    const caller = await limitClient(c, "hits", hits.length);
+    const { accepted, spooled } = await c.get("services").usage.logHits(caller.accountId, hits);
     // Durable on this server's disk rather than in Redis: replayed once Redis is back.
     if (spooled > 0) c.header("X-Usage-Spooled", String(spooled));
     return c.json({ accepted }, 202);

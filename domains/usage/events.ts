@@ -95,18 +95,20 @@ export function createUsageEvents(opts: {
       return () => listeners.delete(listener);
     },
 
-    /** The batches committed after event `afterId` still in the event log, oldest first. */
-    async eventsAfter(afterId: string, count = 1000): Promise<CommittedBatchEvent[]> {
-      const entries = (await redis.xrange(eventLog, `(${afterId}`, "+", "COUNT", count)) as [
-        string,
-        string[],
-      ][];
+    /** Every batch committed after event `afterId` still in the event log, oldest first. */
+    async eventsAfter(afterId: string): Promise<CommittedBatchEvent[]> {
       const events: CommittedBatchEvent[] = [];
-      for (const [id, fields] of entries) {
-        const event = parseAnnouncement(`${id} ${fields[1] ?? "[]"}`);
-        if (event) events.push(event);
+      let from = afterId;
+      for (;;) {
+        const page = (await redis.xrange(eventLog, `(${from}`, "+", "COUNT", 1_000)) as [string, string[]][];
+        for (const [id, fields] of page) {
+          const event = parseAnnouncement(`${id} ${fields[1] ?? "[]"}`);
+          if (event) events.push(event);
+        }
+        const last = page.at(-1)?.[0];
+        if (page.length < 1_000 || last === undefined) return events;
+        from = last;
       }
-      return events;
     },
 
     async close(): Promise<void> {

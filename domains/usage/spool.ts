@@ -8,7 +8,17 @@
 // with hits in its spool, or a replica of a volume shared by several). A replay claims a file by
 // renaming it, so two processes never replay one file at the same time.
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+  utimes,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { createBatcher } from "../../lib/batcher.js";
 import type { Logger } from "../../lib/logger.js";
@@ -111,6 +121,9 @@ export function createHitSpool(opts: { dir: string; logger: Logger }) {
         const claimed = `${path.replace(/\.replaying-[\w-]+$/, "")}.replaying-${writerId}`;
         try {
           await rename(path, claimed);
+          // Fresh: a claimed file idle for ADOPT_AFTER_MS counts as abandoned by its replayer.
+          const now = new Date();
+          await utimes(claimed, now, now);
         } catch {
           continue; // another process claimed it first
         }
