@@ -118,6 +118,13 @@ export function createReadCache(opts: { redis: Redis; keyPrefix: string; ttlSeco
       return { value, source: "database" };
     },
 
+    /** Makes every cached answer of these scopes stale now (a change other than a commit). */
+    async invalidate(scopes: Iterable<string>): Promise<void> {
+      const pipeline = redis.pipeline();
+      for (const scope of scopes) pipeline.incr(versionKey(scope));
+      await pipeline.exec();
+    },
+
     /** The Redis keys whose increment makes every cached answer of these scopes stale. */
     versionKeys: (scopes: Iterable<string>) => [...scopes].map(versionKey),
   };

@@ -8,7 +8,7 @@ import { createBatcher } from "../../lib/batcher.js";
 import { AppError, isDependencyDown, isInvalidData, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
-import { enqueue } from "../../queues/contract.js";
+import { enqueue, JOB_OWNERS_FIELD } from "../../queues/contract.js";
 import { type LoggedHit, logBatchingQueue, USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
 import type { Connections } from "../connections.js";
 import type { IdentityService } from "../identity/service.js";
@@ -103,25 +103,49 @@ export function createUsageService(
   });
 
   // ---- The API: hits into jobs ----------------------------------------------------------------
-  const enqueuer = createBatcher<LoggedHit>({
-    maxBatch: USAGE_HITS_PER_JOB,
+  // A request is the unit: its hits go into one job, and the jobs of one flush are added at once
+  // (addBulk is atomic), so a request is accepted whole or refused whole; a client retrying a
+  // refused request can never have part of it counted twice.
+  let queuedHits = 0;
+  const enqueuer = createBatcher<LoggedHit[]>({
+    maxBatch: 256,
     maxInFlight: 4,
-    maxQueued: {
-      items: config.USAGE_MAX_QUEUED_HITS,
-      error: () =>
-        new AppError(
-          "SERVICE_UNAVAILABLE",
-          "too many hits are waiting for Redis; retry later",
-          undefined,
-          RETRY_AFTER_SECONDS,
-        ),
-    },
-    flush: async (hits) => {
-      await enqueue(queues.get(logBatchingQueue.name), logBatchingQueue, "usage.logHits", { hits }, {}, [
-        ...new Set(hits.map((h) => h.accountId)),
-      ]);
+    flush: async (requests) => {
+      const jobs: LoggedHit[][] = [];
+      for (const hits of requests) {
+        const last = jobs.at(-1);
+        if (last && last.length + hits.length <= USAGE_HITS_PER_JOB) last.push(...hits);
+        else jobs.push([...hits]);
+      }
+      await queues.get(logBatchingQueue.name).addBulk(
+        jobs.map((hits) => ({
+          name: "usage.logHits",
+          data: {
+            ...logBatchingQueue.jobs["usage.logHits"].parse({ hits }),
+            [JOB_OWNERS_FIELD]: [...new Set(hits.map((h) => h.accountId))],
+          },
+          opts: { ...logBatchingQueue.defaultJobOptions, jobId: randomId() },
+        })),
+      );
     },
   });
+
+  /** Adds one request's hits to a shared job; SERVICE_UNAVAILABLE when too many already wait. */
+  async function enqueueRequest(hits: LoggedHit[]): Promise<void> {
+    if (queuedHits + hits.length > config.USAGE_MAX_QUEUED_HITS)
+      throw new AppError(
+        "SERVICE_UNAVAILABLE",
+        "too many hits are waiting for Redis; retry later",
+        undefined,
+        RETRY_AFTER_SECONDS,
+      );
+    queuedHits += hits.length;
+    try {
+      await enqueuer.add(hits);
+    } finally {
+      queuedHits -= hits.length;
+    }
+  }
 
   /** Tells a client it went past a limit, once per window (a Redis key stands for the window). */
   async function notifyRateLimited(kind: LimitKind, accountId: string, windowLeftSeconds: number) {
@@ -283,6 +307,15 @@ export function createUsageService(
               insertUsageClient(tx, { accountId: account.id, clientId: input.clientId ?? account.id }),
           },
         );
+        // Every client's answer lists every client: a new one makes it stale.
+        await cache
+          .invalidate(["all"])
+          .catch((err: unknown) =>
+            logger.warn(
+              { err: { message: (err as Error).message } },
+              "usage: the all-clients answer stays cached",
+            ),
+          );
         return {
           accountId: made.account.id,
           clientId: input.clientId ?? made.account.id,
@@ -367,17 +400,17 @@ export function createUsageService(
         method: h.method,
         status: h.status,
       }));
-      const outcomes = await Promise.allSettled(logged.map((h) => enqueuer.add(h)));
-      const refused = logged.filter((_, i) => outcomes[i]?.status === "rejected");
-      if (refused.length === 0) return { accepted: hits.length, spooled: 0 };
-      const reason = (outcomes.find((o) => o.status === "rejected") as PromiseRejectedResult).reason;
-      if (
-        !spool ||
-        !(isDependencyDown(reason) || (reason instanceof AppError && reason.code === "SERVICE_UNAVAILABLE"))
-      )
-        throw reason;
-      await spool.append(refused);
-      return { accepted: hits.length, spooled: refused.length };
+      try {
+        await enqueueRequest(logged);
+        return { accepted: hits.length, spooled: 0 };
+      } catch (err) {
+        const unavailable =
+          isDependencyDown(err) || (err instanceof AppError && err.code === "SERVICE_UNAVAILABLE");
+        if (!spool || !unavailable) throw err;
+        // Redis cannot take them: the whole request goes to the spool instead.
+        await spool.append(logged);
+        return { accepted: hits.length, spooled: hits.length };
+      }
     },
 
     /** Hits this process acknowledged into its spool and has not replayed yet. */
