@@ -723,6 +723,11 @@ describe("per-client rate limits", () => {
     const refused = await send(1);
     expect(refused.status).toBe(429);
     expect(((await refused.json()) as ErrorJson).error.code).toBe("RATE_LIMITED");
+    // Refused batches do not use up the hour: it holds the 10 accepted hits, however many were refused.
+    for (let i = 0; i < 5; i++) expect((await send(100)).status).toBe(429);
+    const me = (await (await get("/v1/accounts/me", client.headers, limited)).json()) as { id: string };
+    const hour = await limited.deps.redis.get(`${limited.prefix}:usage:limit:hits:3600:${me.id}`);
+    expect(Number(hour)).toBe(10);
   });
 });
 

@@ -117,12 +117,23 @@ export function createClientLimits(opts: {
       if (client.allowed && !client.allowed.contains(address))
         throw new AppError("FORBIDDEN", "this client may not call from this address (its IP allowlist)");
       // Both windows at once: one round trip's wait, not two, on the hot path.
-      const states = await Promise.all(
-        windowsOf(kind, client.row).map(async (window) => ({
-          ...(await window.consume(accountId, points)),
-          windowSeconds: window.windowSeconds,
-        })),
-      );
+      const windows = windowsOf(kind, client.row);
+      const outcomes = await Promise.allSettled(windows.map((window) => window.consume(accountId, points)));
+      const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
+      if (refused) {
+        // What the other window took is given back: a refused request must not use up the hour
+        // (a client retrying past its minute limit would otherwise empty it with nothing accepted).
+        await Promise.allSettled(
+          windows.map((window, i) =>
+            outcomes[i]?.status === "fulfilled" ? window.reward(accountId, points) : undefined,
+          ),
+        );
+        throw refused.reason;
+      }
+      const states = outcomes.map((o, i) => ({
+        ...(o as PromiseFulfilledResult<RateLimitState>).value,
+        windowSeconds: (windows[i] as RateLimit).windowSeconds,
+      }));
       return states.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a));
     },
 
