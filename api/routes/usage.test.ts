@@ -134,6 +134,31 @@ describe("POST /api/register", () => {
       expect((await get(path, admin.headers)).status, path).toBe(400);
   });
 
+  it("limits registrations per address", async () => {
+    const limited = await createTestContext({ USAGE_REGISTRATIONS_PER_ADDRESS_PER_HOUR: "2" });
+    try {
+      const from = (address: string) => ({ server: { incoming: { socket: { remoteAddress: address } } } });
+      const attempt = (address: string) =>
+        limited.app.request(
+          "/api/register",
+          {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ name: "x", email: `r-${randomUUID()}@x.example` }),
+          },
+          from(address),
+        );
+      expect((await attempt("192.0.2.50")).status).toBe(201);
+      expect((await attempt("192.0.2.50")).status).toBe(201);
+      const refused = await attempt("192.0.2.50");
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect((await attempt("192.0.2.51")).status).toBe(201);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it("needs REGISTRATION_TOKEN when it is set", async () => {
     const token = "a-registration-token-of-ours";
     const app = createApp({ ...t.deps, config: { ...t.deps.config, REGISTRATION_TOKEN: token } });

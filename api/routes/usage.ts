@@ -383,6 +383,7 @@ export const usageRoutes = new OpenAPIHono<AppEnv>()
       name: body.name,
       email: body.email,
       clientId: body.client_id,
+      address: clientAddress(c),
     });
     c.header("Cache-Control", "no-store");
     return c.json(

@@ -25,6 +25,8 @@ export const usageConfig = {
   USAGE_SPOOL_DIR: z.string().min(1).optional(),
   // When set, POST /api/register needs `Authorization: Bearer <token>`; unset: open to anyone.
   REGISTRATION_TOKEN: z.string().min(16, "at least 16 characters").optional(),
+  // Registrations per client address per hour: open registration cannot mint clients without end.
+  USAGE_REGISTRATIONS_PER_ADDRESS_PER_HOUR: z.coerce.number().int().min(1).default(20),
   // Default limits of a client (per minute and per hour), on the read and token routes and, apart,
   // on logged hits (a batch counts its hits). A client's own limits in usage_clients win.
   USAGE_READS_PER_MINUTE: perWindow(100),

@@ -8,6 +8,7 @@ import { createBatcher } from "../../lib/batcher.js";
 import { AppError, isDependencyDown, isInvalidData, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
+import { createRateLimit } from "../../lib/rate-limit.js";
 import { enqueue, JOB_OWNERS_FIELD } from "../../queues/contract.js";
 import { type LoggedHit, logBatchingQueue, USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
 import type { Connections } from "../connections.js";
@@ -146,6 +147,14 @@ export function createUsageService(
       queuedHits -= hits.length;
     }
   }
+
+  const registrations = createRateLimit(redis, {
+    keyPrefix: `${keyPrefix}:registrations`,
+    points: config.USAGE_REGISTRATIONS_PER_ADDRESS_PER_HOUR,
+    windowSeconds: 3_600,
+    message: "too many registrations from this address; retry later",
+    whenRedisIsDown: "memory",
+  });
 
   /** Tells a client it went past a limit, once per window (a Redis key stands for the window). */
   async function notifyRateLimited(kind: LimitKind, accountId: string, windowLeftSeconds: number) {
@@ -294,7 +303,14 @@ export function createUsageService(
      * Registers a usage client: an account of role `client` with its first API key, and its
      * usage row, in one transaction. `clientId` defaults to the account id.
      */
-    async register(input: { name: string; email: string; clientId?: string | undefined }) {
+    async register(input: {
+      name: string;
+      email: string;
+      clientId?: string | undefined;
+      /** The caller's address, when it comes over HTTP: registrations are limited per address. */
+      address?: string | undefined;
+    }) {
+      if (input.address !== undefined) await registrations.consume(input.address);
       try {
         const made = await identity.createAccount(
           { accountId: null, keyId: null, requestId: null },

@@ -86,6 +86,8 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     ...TEST_IDENTITY_ENV,
     // The seeds' clients send no credentials; tests of accounts use ctx.account().
     ANONYMOUS_ACCESS: "secrets,files",
+    // app.request() has no socket: every test's registrations come from one address, "unknown".
+    USAGE_REGISTRATIONS_PER_ADDRESS_PER_HOUR: "100000",
     ...overrides,
   };
   const config: ApiConfig = parseConfig(apiConfigSchema, env);
