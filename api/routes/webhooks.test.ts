@@ -214,6 +214,29 @@ describe("delivery", () => {
     expect((await call(a, "POST", redrive)).status).toBe(409);
   });
 
+  it("recovers every dead delivery since a time, once the receiver is back", async () => {
+    const a = await t.account("client");
+    const r = await receiver([503, 503, 503, 503, 503, 503]);
+    const endpoint = await register(a, r.url);
+    const since = new Date(Date.now() - 1000).toISOString();
+    await notify(a, "lost one");
+    await notify(a, "lost two");
+    await eventually(async () => {
+      const items = await deliveriesOf(a, endpoint.id);
+      return items.length === 2 && items.every((d) => d.state === "dead") ? items : undefined;
+    });
+    r.received.length = 0;
+    const res = await call(a, "POST", `/v1/webhooks/${endpoint.id}/recover`, { since });
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ redriven: 2 });
+    const got = await arrived(r, 2);
+    expect(got.map((g) => JSON.parse(g.body).data.message).sort()).toEqual(["lost one", "lost two"]);
+    for (const g of got) new Webhook(endpoint.secret).verify(g.body, g.headers as Record<string, string>);
+    expect(
+      (await call(a, "POST", `/v1/webhooks/${endpoint.id}/recover`, { since: "yesterday" })).status,
+    ).toBe(400);
+  });
+
   it("disables an endpoint that answers 410 Gone", async () => {
     const a = await t.account("client");
     const r = await receiver([410]);

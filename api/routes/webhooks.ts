@@ -170,6 +170,29 @@ const redeliver = guardedRoute(OWN, {
   },
   responses: { 202: { description: "Queued; see its deliveries" }, ...errorResponses(400, 404, 409) },
 });
+const recover = guardedRoute(OWN, {
+  method: "post",
+  path: "/v1/webhooks/{id}/recover",
+  tags: TAGS,
+  summary: "Send every dead delivery since a time once more (after an outage of the receiver)",
+  request: {
+    params,
+    body: {
+      required: true,
+      content: {
+        "application/json": {
+          schema: z
+            .object({ since: z.iso.datetime({ offset: true }).openapi({ example: "2026-12-03T00:00:00Z" }) })
+            .openapi("WebhookRecover"),
+        },
+      },
+    },
+  },
+  responses: {
+    202: json(z.object({ redriven: z.number().int() }), "Queued, at most 10,000 per call"),
+    ...errorResponses(400, 404),
+  },
+});
 const test = guardedRoute(OWN, {
   method: "post",
   path: "/v1/webhooks/{id}/test",
@@ -227,6 +250,13 @@ export const webhooksRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationH
     const { id, deliveryId } = c.req.valid("param");
     await c.get("services").notifications.webhooks.redeliver(accountOf(c), id, deliveryId);
     return c.body(null, 202);
+  })
+  .openapi(recover, async (c) => {
+    const since = new Date(c.req.valid("json").since);
+    const redriven = await c
+      .get("services")
+      .notifications.webhooks.recover(accountOf(c), c.req.valid("param").id, since);
+    return c.json({ redriven }, 202);
   })
   .openapi(test, async (c) =>
     c.json(await c.get("services").notifications.webhooks.test(accountOf(c), c.req.valid("param").id), 202),

@@ -209,6 +209,20 @@ export async function reviveDelivery(sql: Db, endpointId: string, id: string): P
   return row?.attempts;
 }
 
+/** The endpoint's dead deliveries created since `since`, oldest first, at most `limit`. */
+export async function deadDeliveriesSince(
+  sql: Db,
+  endpointId: string,
+  since: Date,
+  limit: number,
+): Promise<string[]> {
+  const rows = await sql<{ id: string }[]>`
+    select id from webhook_deliveries
+    where endpoint_id = ${endpointId} and state = 'dead' and created_at >= ${since}
+    order by created_at, id limit ${limit}`;
+  return rows.map((r) => r.id);
+}
+
 export async function deliveryState(sql: Db, endpointId: string, id: string): Promise<string | undefined> {
   const [row] = await sql<{ state: string }[]>`
     select state from webhook_deliveries where id = ${id} and endpoint_id = ${endpointId}`;

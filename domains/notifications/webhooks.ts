@@ -25,6 +25,7 @@ import {
   type AttemptRow,
   attemptsOf,
   type DeliveryRow,
+  deadDeliveriesSince,
   deleteEndpoint,
   deliveryState,
   disableEndpoint,
@@ -110,6 +111,9 @@ export type WebhooksConfig = NotificationsConfig & {
 };
 
 export type WebhooksService = ReturnType<typeof createWebhooksService>;
+
+/** Dead deliveries one recovery sends again. */
+const RECOVER_MAX = 10_000;
 
 export function createWebhooksService(
   config: WebhooksConfig,
@@ -320,6 +324,23 @@ export function createWebhooksService(
         throw new AppError("CONFLICT", `delivery ${deliveryId} is ${state}; only a dead one is sent again`);
       }
       await enqueueDelivery(deliveryId, attempts + 1, 0, `${deliveryId}.r${randomId()}`);
+    },
+
+    /**
+     * Sends every dead delivery of the endpoint created since `since` once more (a recovery after
+     * an outage of the receiver), each under its own webhook-id; answers how many (at most
+     * RECOVER_MAX: call again for more).
+     */
+    async recover(accountId: string, id: string, since: Date): Promise<number> {
+      await ownEndpoint(accountId, id);
+      let redriven = 0;
+      for (const deliveryId of await deadDeliveriesSince(sql, id, since, RECOVER_MAX)) {
+        const attempts = await reviveDelivery(sql, id, deliveryId);
+        if (attempts === undefined) continue; // redriven meanwhile
+        await enqueueDelivery(deliveryId, attempts + 1, 0, `${deliveryId}.r${randomId()}`);
+        redriven++;
+      }
+      return redriven;
     },
 
     /** Sends a `test.ping` to one endpoint (disabled or not); answers the delivery's id. */
