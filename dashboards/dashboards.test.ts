@@ -382,11 +382,16 @@ describe("dashboards with operator credentials", () => {
       expect(res.status).toBe(202);
     };
     /** Waits until every client's today count in Postgres reaches what is expected. */
+    // Committed, and in the live counters too (they follow each commit by a moment).
     const committed = (expected: Record<string, number>) =>
       eventually(async () => {
         const { value } = await t.deps.services.usage.daily();
         const today = (id: string) => value.find((u) => u.clientId === id)?.days.at(-1)?.requests ?? 0;
-        return Object.entries(expected).every(([id, n]) => today(id) >= n) ? true : undefined;
+        const top = (await t.deps.services.usage.top()).value;
+        const live = (id: string) => top.find((c) => c.clientId === id)?.requests ?? 0;
+        return Object.entries(expected).every(([id, n]) => today(id) >= n && live(id) >= n)
+          ? true
+          : undefined;
       }, 15_000);
 
     const acme = `acme-${runId}`;
