@@ -656,7 +656,7 @@ describe("Redis frozen", () => {
     for (const res of responses) await expectUnavailable(res);
     // Thawed, it takes work again (once its connections notice: generous, on a loaded machine).
     await eventually(async () => ((await submit(c, event())).status === 202 ? true : undefined), 30_000);
-  });
+  }, 60_000);
 
   it("holds at most ALERTS_MAX_QUEUED events meanwhile, refusing the others at once", async () => {
     const c = ctx as TestContext;
