@@ -237,6 +237,27 @@ describe("delivery", () => {
     ).toBe(400);
   });
 
+  it("disables an endpoint failing continuously when one more delivery goes dead, and tells its owner", async () => {
+    const a = await t.account("client");
+    const r = await receiver([503, 503, 503]);
+    const endpoint = await register(a, r.url);
+    // An endpoint that has existed, without a success, for longer than the 5 days allowed.
+    await t.deps.database.sql`
+      update webhook_endpoints set created_at = now() - interval '6 days' where id = ${endpoint.id}`;
+    await notify(a, "into the void");
+    const after = await eventually(async () => {
+      const e = (await (await call(a, "GET", `/v1/webhooks/${endpoint.id}`)).json()) as Endpoint;
+      return e.disabled ? e : undefined;
+    });
+    expect(after.disabledReason).toMatch(/no delivery succeeded for 5 day/);
+    const inbox = await eventually(async () => {
+      const res = await call(a, "GET", "/v1/notifications");
+      const { items } = (await res.json()) as { items: { type: string; data: { endpointId: string } }[] };
+      return items.find((n) => n.type === "webhook.disabled");
+    });
+    expect(inbox.data.endpointId).toBe(endpoint.id);
+  });
+
   it("disables an endpoint that answers 410 Gone", async () => {
     const a = await t.account("client");
     const r = await receiver([410]);

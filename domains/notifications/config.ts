@@ -25,6 +25,13 @@ export const notificationsConfig = {
       }
       return delays;
     }),
+  // An endpoint none of whose attempts has succeeded for this long is disabled when one more
+  // delivery goes dead, and its owner notified (`webhook.disabled`). Default: 5 days.
+  WEBHOOKS_DISABLE_AFTER_FAILING_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(5 * 86_400),
   // Deliveries in flight at once per endpoint, across every worker; more wait.
   WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT: z.coerce.number().int().min(1).max(100).default(4),
 };

@@ -29,6 +29,16 @@ export const NOTIFICATION_TYPES = {
     schema: z.object({ kind: z.enum(["reads", "hits"]), retryAfterSeconds: z.number().int() }),
     example: { kind: "hits", retryAfterSeconds: 42 },
   }),
+  "webhook.disabled": type({
+    description:
+      "One of the account's webhook endpoints was disabled: it answered 410 Gone, or failed continuously.",
+    schema: z.object({ endpointId: z.string(), url: z.string(), reason: z.string() }),
+    example: {
+      endpointId: "whep_2kS8dQ",
+      url: "https://hooks.example.com/conveyor",
+      reason: "no delivery succeeded for 5 days",
+    },
+  }),
   "test.ping": type({
     description: "A test notification, sent on request.",
     schema: z.object({ message: z.string() }),

@@ -121,10 +121,27 @@ export async function rotateSecret(
   return rows.length > 0;
 }
 
-export async function disableEndpoint(sql: Db, id: string, reason: string): Promise<void> {
-  await sql`
+export async function disableEndpoint(sql: Db, id: string, reason: string): Promise<boolean> {
+  const rows = await sql`
     update webhook_endpoints set disabled_at = now(), disabled_reason = ${reason}
-    where id = ${id} and disabled_at is null`;
+    where id = ${id} and disabled_at is null
+    returning id`;
+  return rows.length > 0;
+}
+
+/**
+ * Whether the endpoint has been failing for `seconds`: it is at least that old, and no attempt
+ * at it has succeeded in that time.
+ */
+export async function failingFor(sql: Db, endpointId: string, seconds: number): Promise<boolean> {
+  const [row] = await sql<{ failing: boolean }[]>`
+    select e.created_at <= now() - make_interval(secs => ${seconds}) and not exists (
+      select 1 from webhook_attempts a join webhook_deliveries d on d.id = a.delivery_id
+      where d.endpoint_id = e.id and a.status between 200 and 299
+        and a.at > now() - make_interval(secs => ${seconds})
+    ) as failing
+    from webhook_endpoints e where e.id = ${endpointId}`;
+  return row?.failing ?? false;
 }
 
 /** Deletes the account's endpoint `id` and, with it, its deliveries and their attempts. */

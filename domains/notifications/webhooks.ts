@@ -13,7 +13,8 @@ import { createSealKeyRing, decodeKey, open, type SealKeyRing, seal, subKey } fr
 import { notificationsQueue } from "../../queues/notifications.js";
 import type { Connections } from "../connections.js";
 import type { NotificationsConfig } from "./config.js";
-import type { NotificationRow } from "./queries.js";
+import { insertNotification, type NotificationRow } from "./queries.js";
+import { NOTIFICATION_TYPES } from "./types.js";
 import {
   type AddressPolicy,
   parseWebhookUrl,
@@ -31,6 +32,7 @@ import {
   disableEndpoint,
   type EndpointRow,
   endpointsFor,
+  failingFor,
   findDelivery,
   findEndpoint,
   insertDeliveries,
@@ -160,6 +162,22 @@ export function createWebhooksService(
     const url = parseWebhookUrl(raw, policy);
     await resolveWebhookAddress(url, policy);
     return url.toString();
+  }
+
+  /** Disables an endpoint and tells its owner, in one transaction (the outbox). */
+  async function disableAndTell(endpoint: EndpointRow, reason: string): Promise<void> {
+    await sql.begin(async (tx) => {
+      if (!(await disableEndpoint(tx, endpoint.id, reason))) return;
+      await insertNotification(tx, {
+        accountId: endpoint.accountId,
+        type: "webhook.disabled",
+        data: NOTIFICATION_TYPES["webhook.disabled"].schema.parse({
+          endpointId: endpoint.id,
+          url: endpoint.url,
+          reason,
+        }),
+      });
+    });
   }
 
   async function ownEndpoint(accountId: string, id: string): Promise<EndpointRow> {
@@ -417,7 +435,7 @@ export function createWebhooksService(
         { state: ok ? "succeeded" : retry ? "pending" : "dead", nextAttemptAt },
       );
       if (gone) {
-        await disableEndpoint(sql, endpoint.id, "the endpoint answered 410 Gone");
+        await disableAndTell(endpoint, "the endpoint answered 410 Gone");
         log.info({ endpointId: endpoint.id, deliveryId }, "webhook endpoint answered 410; disabled");
         return "disabled";
       }
@@ -426,6 +444,16 @@ export function createWebhooksService(
           { endpointId: endpoint.id, deliveryId, attempt, status: result.status, retry },
           retry ? "webhook delivery failed; will retry" : "webhook delivery failed for good",
         );
+      if (
+        !ok &&
+        !retry &&
+        (await failingFor(sql, endpoint.id, config.WEBHOOKS_DISABLE_AFTER_FAILING_SECONDS))
+      ) {
+        const days = Math.round(config.WEBHOOKS_DISABLE_AFTER_FAILING_SECONDS / 86_400);
+        await disableAndTell(endpoint, `no delivery succeeded for ${days} day(s)`);
+        log.warn({ endpointId: endpoint.id }, "webhook endpoint failing continuously; disabled");
+        return "disabled";
+      }
       return ok ? "succeeded" : retry ? "retrying" : "dead";
     },
   };
