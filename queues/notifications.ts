@@ -17,6 +17,8 @@ export const notificationsQueue = defineQueue({
   jobs: {
     "notifications.publish": notificationPublishSchema,
     "notifications.deliver": webhookDeliverSchema,
+    // Scheduled: tells the owners of keys that expire soon (identity's key.expiring).
+    "identity.notifyExpiringKeys": z.object({}),
   },
   defaultJobOptions: {
     ...baseJobOptions,

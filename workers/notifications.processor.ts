@@ -6,10 +6,18 @@ import type { Job } from "bullmq";
 import { notificationsQueue } from "../queues/notifications.js";
 import { jobPayload, type ProcessorFactory } from "./runtime.js";
 
-export const notificationsProcessor: ProcessorFactory = ({ services: { notifications }, logger }) => {
+const HOUR_MS = 3_600_000;
+
+export const notificationsProcessor: ProcessorFactory = ({
+  services: { notifications, identity },
+  logger,
+}) => {
   const stopRelay = notifications.startRelay(logger.child({ queue: notificationsQueue.name }));
   return {
+    schedules: [{ jobName: "identity.notifyExpiringKeys", everyMs: HOUR_MS }],
     async handle(job: Job, log) {
+      if (job.name === "identity.notifyExpiringKeys")
+        return { notified: await identity.notifyExpiringKeys(log) };
       if (job.name === "notifications.deliver") {
         const { deliveryId, attempt } = jobPayload(notificationsQueue, "notifications.deliver", job);
         return {

@@ -110,7 +110,10 @@ describe("the outbox", () => {
       });
       expect(inbox.items.map((n) => n.data)).toEqual([{ message: "once" }]);
       const jobs = await queue.getJobs(["completed", "waiting", "active", "delayed"]);
-      expect(jobs.map((j) => j.id)).toEqual([`n-${row.id}`]);
+      // (Besides the scheduled jobs a worker sets up.)
+      expect(jobs.filter((j) => j.name === "notifications.publish").map((j) => j.id)).toEqual([
+        `n-${row.id}`,
+      ]);
     } finally {
       await r.close();
     }
@@ -166,6 +169,31 @@ describe("the inbox", () => {
       return i.items.length > 0 ? i : undefined;
     });
     expect(inbox.items[0]).toMatchObject({ type: "key.revoked", data: { keyId: owner.keyId } });
+  });
+
+  it("tells a key's owner a week before it expires, once", async () => {
+    const owner = await t.account("client");
+    const identity = t.deps.services.identity;
+    const actor = { accountId: null, keyId: null, requestId: null };
+    const soon = await identity.createKey(actor, {
+      accountId: owner.account.id,
+      expiresAt: new Date(Date.now() + 2 * 86_400_000),
+    });
+    await identity.createKey(actor, {
+      accountId: owner.account.id,
+      expiresAt: new Date(Date.now() + 30 * 86_400_000),
+    });
+    expect(await identity.notifyExpiringKeys(t.logger)).toBeGreaterThanOrEqual(1);
+    expect(await identity.notifyExpiringKeys(t.logger)).toBe(0);
+    const inbox = await eventually(async () => {
+      const i = await inboxOf(owner);
+      return i.items.length > 0 ? i : undefined;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await inboxOf(owner)).items.map((n) => [n.type, (n.data as { keyId: string }).keyId])).toEqual([
+      ["key.expiring", soon.key.id],
+    ]);
+    expect(inbox.items[0]?.data).toMatchObject({ prefix: soon.key.prefix, expiresAt: soon.key.expiresAt });
   });
 
   it("serves the catalog of types with their schemas and examples", async () => {

@@ -58,6 +58,8 @@ export const apiKeys = pgTable(
     // Set on the key a rotation replaced, to the key that replaced it.
     replacedBy: text(),
     lastUsedAt: timestamp({ withTimezone: true }),
+    // When its owner was told the key expires soon (key.expiring); null: not yet.
+    expiryNotifiedAt: timestamp({ withTimezone: true }),
     createdAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [

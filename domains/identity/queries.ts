@@ -201,6 +201,26 @@ export async function accountKeyIds(sql: Queryable, accountId: string): Promise<
 }
 
 /** Records when keys were last used: one statement for a whole flush, never moving a time back. */
+/**
+ * Up to `limit` active keys that expire within `withinSeconds` and whose owner has not been told,
+ * marked told in the same step (the caller notifies in the same transaction).
+ */
+export async function claimExpiringKeys(
+  sql: Queryable,
+  withinSeconds: number,
+  limit: number,
+): Promise<{ id: string; accountId: string; prefix: string; expiresAt: Date }[]> {
+  return sql<{ id: string; accountId: string; prefix: string; expiresAt: Date }[]>`
+    update api_keys set expiry_notified_at = now()
+    where id in (
+      select id from api_keys
+      where revoked_at is null and expiry_notified_at is null and expires_at > now()
+        and expires_at <= now() + make_interval(secs => ${withinSeconds})
+      order by expires_at limit ${limit} for update skip locked
+    )
+    returning id, account_id as "accountId", prefix, expires_at as "expiresAt"`;
+}
+
 export async function touchApiKeys(sql: Queryable, used: ReadonlyMap<string, number>): Promise<void> {
   if (used.size === 0) return;
   const ids = [...used.keys()];

@@ -5,6 +5,7 @@
 import type { Redis } from "ioredis";
 import { AppError } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
+import type { Logger } from "../../lib/logger.js";
 import { createRateLimit, type RateLimit, type RateLimitState } from "../../lib/rate-limit.js";
 import { createRedis } from "../../lib/redis.js";
 import { decodeKey } from "../../lib/sealing.js";
@@ -34,6 +35,9 @@ export interface Actor {
 }
 
 export const COMMAND_LINE_ACTOR: Actor = { accountId: null, keyId: null, requestId: null };
+
+/** How long before a key expires its owner is told (`key.expiring`): a week. */
+export const KEY_EXPIRY_NOTICE_SECONDS = 7 * 86_400;
 
 export type AccountCaller = Extract<Caller, { kind: "account" }>;
 
@@ -672,6 +676,32 @@ export function createIdentityService(
         requestId: r.requestId,
       }));
       return { items, nextBefore: rows.length > query.limit ? (items.at(-1)?.id ?? null) : null };
+    },
+
+    /**
+     * Tells the owners of active keys that expire within KEY_EXPIRY_NOTICE_SECONDS, once per key
+     * (`key.expiring`, in the transaction that marks them told); answers how many (the hourly
+     * `identity.notifyExpiringKeys` job).
+     */
+    async notifyExpiringKeys(log: Logger): Promise<number> {
+      if (!notifications) return 0;
+      let told = 0;
+      for (;;) {
+        const batch = await sql.begin(async (tx) => {
+          const keys = await q.claimExpiringKeys(tx, KEY_EXPIRY_NOTICE_SECONDS, 500);
+          for (const k of keys)
+            await notifications.notify(tx, {
+              account: k.accountId,
+              type: "key.expiring",
+              data: { keyId: k.id, prefix: k.prefix, expiresAt: k.expiresAt.toISOString() },
+            });
+          return keys.length;
+        });
+        told += batch;
+        if (batch < 500) break;
+      }
+      if (told > 0) log.info({ told }, "owners of keys that expire soon were notified");
+      return told;
     },
 
     /** Writes what is pending of last_used_at now (tests, shutdown). */
