@@ -21,7 +21,6 @@ import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
-import { connect as netConnect, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -44,6 +43,7 @@ import {
   out,
   percentile,
   processTicks,
+  RawConnection,
   ROOT,
   redisDeletingKeysAtCleanup,
   redisServerPid,
@@ -374,78 +374,6 @@ class Ledger {
 }
 
 // ---------------------------------------------------------------- the load generator
-
-/**
- * One keep-alive HTTP/1.1 connection speaking just enough of the protocol for this endpoint
- * (one request at a time, Content-Length or chunked answers). On a small machine (two cores) it
- * shares the cores with everything under test, so it must cost as little CPU as possible: this
- * costs a fraction of node:http's client (`--client node` to compare).
- */
-class RawConnection {
-  private socket: Socket | undefined;
-  private buffered: Buffer | undefined;
-  private waiting: ((status: number) => void) | undefined;
-  private closed = false;
-
-  constructor(private readonly port: number) {}
-
-  private connect(): Socket {
-    const socket = netConnect({ port: this.port, host: "127.0.0.1", noDelay: true });
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    const fail = () => {
-      if (this.socket === socket) this.socket = undefined;
-      this.buffered = undefined;
-      const waiting = this.waiting;
-      this.waiting = undefined;
-      waiting?.(0);
-    };
-    socket.on("error", fail);
-    socket.on("close", fail);
-    this.socket = socket;
-    return socket;
-  }
-
-  /** Resolves with the response status, or 0 when the connection failed. */
-  send(request: Buffer): Promise<number> {
-    if (this.closed) return Promise.resolve(0);
-    return new Promise((resolve) => {
-      this.waiting = resolve;
-      (this.socket ?? this.connect()).write(request);
-    });
-  }
-
-  private onData(chunk: Buffer): void {
-    const data = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
-    const headEnd = data.indexOf("\r\n\r\n");
-    if (headEnd === -1) {
-      this.buffered = data;
-      return;
-    }
-    const head = data.toString("latin1", 0, headEnd).toLowerCase();
-    const bodyStart = headEnd + 4;
-    let complete: number;
-    const length = /\r\ncontent-length:\s*(\d+)/.exec(head);
-    if (length) complete = bodyStart + Number(length[1]);
-    else if (head.includes("transfer-encoding: chunked")) {
-      const last = data.indexOf("0\r\n\r\n", bodyStart);
-      complete = last === -1 ? Number.POSITIVE_INFINITY : last + 5;
-    } else complete = bodyStart;
-    if (data.length < complete) {
-      this.buffered = data;
-      return;
-    }
-    // One request in flight per connection: nothing can follow the answer.
-    this.buffered = undefined;
-    const waiting = this.waiting;
-    this.waiting = undefined;
-    waiting?.(Number(head.slice(9, 12)));
-  }
-
-  close(): void {
-    this.closed = true;
-    this.socket?.destroy();
-  }
-}
 
 type Sender = (event: Outgoing) => Promise<number | string>;
 

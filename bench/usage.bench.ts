@@ -25,7 +25,7 @@ import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -55,6 +55,7 @@ import {
   out,
   percentile,
   processTicks,
+  RawConnection,
   ROOT,
   redisServerPid,
   removeLogsAtCleanup,
@@ -168,75 +169,6 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
   });
 
 // ---------------------------------------------------------------- the HTTP client
-
-/**
- * One keep-alive HTTP/1.1 connection, one request at a time (bench:alerts' raw client): it costs a
- * fraction of node:http's CPU, which matters when it shares two cores with everything under test.
- * Resolves with the status, or 0 when the connection failed (it reconnects on the next send).
- */
-class RawConnection {
-  private socket: Socket | undefined;
-  private buffered: Buffer | undefined;
-  private waiting: ((status: number) => void) | undefined;
-  private closed = false;
-
-  constructor(private readonly port: number) {}
-
-  private connect(): Socket {
-    const socket = netConnect({ port: this.port, host: "127.0.0.1", noDelay: true });
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    const fail = () => {
-      if (this.socket === socket) this.socket = undefined;
-      this.buffered = undefined;
-      const waiting = this.waiting;
-      this.waiting = undefined;
-      waiting?.(0);
-    };
-    socket.on("error", fail);
-    socket.on("close", fail);
-    this.socket = socket;
-    return socket;
-  }
-
-  send(request: Buffer): Promise<number> {
-    if (this.closed) return Promise.resolve(0);
-    return new Promise((resolve) => {
-      this.waiting = resolve;
-      (this.socket ?? this.connect()).write(request);
-    });
-  }
-
-  private onData(chunk: Buffer): void {
-    const data = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
-    const headEnd = data.indexOf("\r\n\r\n");
-    if (headEnd === -1) {
-      this.buffered = data;
-      return;
-    }
-    const head = data.toString("latin1", 0, headEnd).toLowerCase();
-    const bodyStart = headEnd + 4;
-    let complete: number;
-    const length = /\r\ncontent-length:\s*(\d+)/.exec(head);
-    if (length) complete = bodyStart + Number(length[1]);
-    else if (head.includes("transfer-encoding: chunked")) {
-      const last = data.indexOf("0\r\n\r\n", bodyStart);
-      complete = last === -1 ? Number.POSITIVE_INFINITY : last + 5;
-    } else complete = bodyStart;
-    if (data.length < complete) {
-      this.buffered = data;
-      return;
-    }
-    this.buffered = undefined;
-    const waiting = this.waiting;
-    this.waiting = undefined;
-    waiting?.(Number(head.slice(9, 12)));
-  }
-
-  close(): void {
-    this.closed = true;
-    this.socket?.destroy();
-  }
-}
 
 function connections(port: number, count: number): RawConnection[] {
   const conns = Array.from({ length: count }, () => new RawConnection(port));
