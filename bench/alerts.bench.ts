@@ -1,23 +1,3 @@
-// Alert ingestion, end to end: `npm run bench:alerts -- --seconds 20 --connections 64`.
-//
-// Starts the API and a worker as separate child processes against the local Redis and Postgres
-// (a fresh database and a unique queue prefix, both removed at the end, also on Ctrl-C), posts
-// realistic alert events over HTTP from N keep-alive connections for a fixed time (closed loop by
-// default, `--rate N` for an open loop), waits until every acknowledged (202) event is visible in
-// Postgres, then measures the raw BullMQ ceiling (add + no-op processing) on the same Redis and
-// compares the two. It also reports the CPU each process used, per event: on a small machine
-// everything (API, worker, Redis, Postgres and this load generator) shares the same cores, so CPU
-// per event is what bounds throughput. The load generator is kept cheap for that reason: events
-// are made before the measured window and posted by a minimal keep-alive HTTP/1.1 client.
-//
-// "Visible in Postgres", per acknowledged event e for alert A: `alerts` has a row for A whose
-// status is at least the status e implies (resolvedOn ⇒ RESOLVED, acknowledgedOn ⇒ at least
-// ACKNOWLEDGED, else e's status), whose triggered_on is set to (at most) e's triggeredOn, and
-// whose acknowledged_on / resolved_on are set to (at most) e's when e carries them. An event lost
-// is an acknowledged event whose effect is missing once the queue has drained.
-//
-// Prints figures only; the exit status is nonzero when an acknowledged event was lost.
-import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
@@ -44,13 +24,13 @@ import {
   percentile,
   processTicks,
   RawConnection,
-  ROOT,
   redisDeletingKeysAtCleanup,
   redisServerPid,
   removeLogsAtCleanup,
   cleanup as runCleanups,
   sleep,
   startChild,
+  startNoopWorker,
   unlessExits,
   waitFor,
   waitUntilReady,
@@ -735,31 +715,7 @@ async function measureCeiling(
   const addSeconds = (wallNow() - addStarted) / 1000;
 
   // 2. process only: the no-op worker drains what step 1 added
-  const child = fork(path.join(ROOT, "bench/noop-worker.ts"), [], {
-    cwd: ROOT,
-    execArgv: ["--import", "tsx"],
-    stdio: ["ignore", "ignore", "inherit", "ipc"],
-  });
-  const childExited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  cleanups.push({
-    name: "stop noop worker",
-    run: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      await Promise.race([childExited, sleep(5_000)]);
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    },
-  });
-  const message = (type: string) =>
-    new Promise<number>((resolve, reject) => {
-      const onMessage = (m: { type: string; at: number }) => {
-        if (m.type !== type) return;
-        child.off("message", onMessage);
-        resolve(m.at);
-      };
-      child.on("message", onMessage);
-      const timer = setTimeout(() => reject(new Error(`noop worker: no "${type}" within 120 s`)), 120_000);
-      timer.unref();
-    });
+  const { child, message, stop } = startNoopWorker();
   const ready = message("ready");
   let done = message("done");
   child.send({ type: "expect", jobs });
@@ -777,8 +733,7 @@ async function measureCeiling(
   const bothSeconds = ((await done) - bothStarted) / 1000;
   const cpu = cpuLines(cpuBefore, sampleCpu(pids, false), jobs, "job");
 
-  child.kill("SIGTERM");
-  await Promise.race([childExited, sleep(5_000)]);
+  await stop();
   await queue.close();
   return {
     jobs,

@@ -1,6 +1,6 @@
 // What the benchmarks share: options, output, cleanup, children, /proc CPU, run's database and Redis keys.
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, fork, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer, connect as netConnect, type Socket } from "node:net";
@@ -347,4 +347,41 @@ export class RawConnection {
     this.closed = true;
     this.socket?.destroy();
   }
+}
+
+/**
+ * The no-op BullMQ worker (bench/noop-worker.ts) as a child process, stopped at cleanup;
+ * `message(type)` resolves with the instant of its next message of that type; `stop()` ends it.
+ */
+export function startNoopWorker() {
+  const child = fork(path.join(ROOT, "bench/noop-worker.ts"), [], {
+    cwd: ROOT,
+    execArgv: ["--import", "tsx"],
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
+  const childExited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  cleanups.push({
+    name: "stop noop worker",
+    run: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await Promise.race([childExited, sleep(5_000)]);
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    },
+  });
+  const message = (type: string) =>
+    new Promise<number>((resolve, reject) => {
+      const onMessage = (m: { type: string; at: number }) => {
+        if (m.type !== type) return;
+        child.off("message", onMessage);
+        resolve(m.at);
+      };
+      child.on("message", onMessage);
+      setTimeout(() => reject(new Error(`noop worker: no "${type}" within 120 s`)), 120_000).unref();
+    });
+  /** SIGTERM, and waits for the exit (5 s at most). */
+  const stop = async () => {
+    child.kill("SIGTERM");
+    await Promise.race([childExited, sleep(5_000)]);
+  };
+  return { child, message, stop };
 }

@@ -1,27 +1,3 @@
-// Usage, end to end: `npm run bench:usage -- --seconds 10 --connections 64`.
-//
-// Starts a redis-server of its own (a free port, appendonly yes, appendfsync everysec, as in
-// production), then the API and a log-batching worker as child processes on it and on a fresh
-// database (both removed at the end, also on Ctrl-C). It registers `--clients` usage clients over
-// POST /api/register and measures, in one run:
-//
-// 1. Ingestion: single hits posted to POST /api/logs from N keep-alive connections, each request
-//    with the next client's API key (X-API-Key), the per-client hit limits on (high enough not to
-//    refuse, but every request takes its points). End to end = acknowledged hits ÷ the time from
-//    the first post until `sum(hits)` of usage_daily equals what was acknowledged. Lost =
-//    acknowledged but not counted; double-counted = counted beyond acknowledged, cross-checked
-//    against `count(*)` of api_hits. Beside it, in the same run: the Hono POST ceiling (a trivial
-//    Hono app answering 202, same client, same connections: bench/hono-ceiling.ts) and the raw
-//    BullMQ ceiling (one add per hit, a no-op worker in its own process: bench/noop-worker.ts).
-// 2. Reads: /api/usage/daily with a client's key and with an admin's (all clients), and
-//    /api/usage/top (admins only), closed loop; then the staleness after a hit: one hit logged,
-//    /api/usage/daily polled until it counts it.
-// 3. A Redis outage during ingestion: Redis killed (SIGKILL, then restarted on its AOF) or frozen
-//    (SIGSTOP/SIGCONT) for `--outage-seconds`; every hit of that phase has an endpoint of its own,
-//    so each acknowledged hit is looked up in api_hits afterwards: landed once, twice, or never.
-//
-// Prints figures only; the exit status is nonzero when an acknowledged hit was lost.
-import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -56,12 +32,12 @@ import {
   percentile,
   processTicks,
   RawConnection,
-  ROOT,
   redisServerPid,
   removeLogsAtCleanup,
   cleanup as runCleanups,
   sleep,
   startChild,
+  startNoopWorker,
   unlessExits,
   waitFor,
   waitUntilReady,
@@ -406,30 +382,7 @@ async function bullmqCeiling(redisUrl: string, prefix: string, accountId: string
     defaultJobOptions: logBatchingQueue.defaultJobOptions,
   });
   await queue.waitUntilReady();
-  const child = fork(path.join(ROOT, "bench/noop-worker.ts"), [], {
-    cwd: ROOT,
-    execArgv: ["--import", "tsx"],
-    stdio: ["ignore", "ignore", "inherit", "ipc"],
-  });
-  const childExited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  cleanups.push({
-    name: "stop noop worker",
-    run: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      await Promise.race([childExited, sleep(5_000)]);
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    },
-  });
-  const message = (type: string) =>
-    new Promise<number>((resolve, reject) => {
-      const onMessage = (m: { type: string; at: number }) => {
-        if (m.type !== type) return;
-        child.off("message", onMessage);
-        resolve(m.at);
-      };
-      child.on("message", onMessage);
-      setTimeout(() => reject(new Error(`noop worker: no "${type}" within 120 s`)), 120_000).unref();
-    });
+  const { child, message, stop } = startNoopWorker();
   const ready = message("ready");
   child.send({ type: "start", redisUrl, prefix, queue: QUEUE, concurrency: 256 });
   await ready;
@@ -465,8 +418,7 @@ async function bullmqCeiling(redisUrl: string, prefix: string, accountId: string
   );
   const addSeconds = (performance.timeOrigin + performance.now() - started) / 1000;
   const seconds = ((await done) - started) / 1000;
-  child.kill("SIGTERM");
-  await Promise.race([childExited, sleep(5_000)]);
+  await stop();
   await queue.obliterate({ force: true }).catch(() => {});
   await queue.close();
   connection.disconnect();
