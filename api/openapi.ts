@@ -33,6 +33,12 @@ export const errorResponse = (description: string) => ({
   content: { "application/json": { schema: errorBodySchema } },
 });
 
+/** A JSON answer in the OpenAPI document: its description and schema. */
+export const jsonResponse = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
 export function errorResponses<S extends number>(...statuses: S[]) {
   return Object.fromEntries(
     [...statuses, 503].map((s) => [s, errorResponse(errorDescriptions[s] ?? "Error")]),

@@ -179,6 +179,16 @@ export function rateLimitHeaders(
   c.header("RateLimit", `"${policy}";r=${state.remaining};t=${state.resetSeconds}`);
 }
 
+/**
+ * The account calling a route that anonymous callers may not call, or that serves accounts only
+ * (its own data): 401 for an anonymous caller.
+ */
+export function accountCaller(c: Context<AppEnv>): Extract<Caller, { kind: "account" }> {
+  const caller = c.get("caller");
+  if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key or token is required");
+  return caller;
+}
+
 /** The caller of a request to a route declared with `access`: 401 or 403 when it may not call. */
 export async function admitCaller(c: Context<AppEnv>, access: Access): Promise<Caller> {
   const caller = await authenticate(c, access);

@@ -8,7 +8,7 @@ import type { Actor } from "../../domains/identity/service.js";
 import { ADMINS, ANY_ROLE, guardedRoute } from "../../http/access.js";
 import type { AppEnv } from "../../http/context.js";
 import { AppError } from "../../lib/errors.js";
-import { errorResponses } from "../openapi.js";
+import { errorResponses, jsonResponse } from "../openapi.js";
 
 const PAGE_MAX = 200;
 
@@ -74,10 +74,6 @@ const expiresAtField = z
   .optional()
   .openapi({ description: "When the key stops working (ISO 8601); null or absent: never" });
 const idParam = (example: string) => z.object({ id: z.string().min(1).max(64).openapi({ example }) });
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 const jsonBody = <T extends z.ZodType>(schema: T) => ({
   body: { content: { "application/json": { schema } }, required: true },
 });
@@ -114,7 +110,7 @@ export const tokenRoute = <P extends string>(path: P, tag: string) =>
         "and key, with the same role, until it expires (JWT_TTL_SECONDS, default 15 min), or the key " +
         "is revoked, whichever comes first.",
       responses: {
-        200: json(
+        200: jsonResponse(
           z
             .object({
               access_token: z.string(),
@@ -148,7 +144,7 @@ const me = guardedRoute(
     path: "/v1/accounts/me",
     tags: ["identity"],
     summary: "The caller's own account",
-    responses: { 200: json(accountSchema, "The account"), ...errorResponses() },
+    responses: { 200: jsonResponse(accountSchema, "The account"), ...errorResponses() },
   },
 );
 
@@ -178,7 +174,7 @@ const createAccount = guardedRoute(
         .openapi("AccountCreate"),
     ),
     responses: {
-      201: json(
+      201: jsonResponse(
         z.object({ account: accountSchema, key: keySchema.optional(), secret: secretField.optional() }),
         "Created; `secret` is the first key, shown only here",
       ),
@@ -202,7 +198,10 @@ const listAccounts = guardedRoute(
       }),
     },
     responses: {
-      200: json(z.object({ items: z.array(accountSchema), nextAfter: z.string().nullable() }), "A page"),
+      200: jsonResponse(
+        z.object({ items: z.array(accountSchema), nextAfter: z.string().nullable() }),
+        "A page",
+      ),
       ...errorResponses(400),
     },
   },
@@ -216,7 +215,7 @@ const getAccount = guardedRoute(
     tags: ["identity"],
     summary: "One account",
     request: { params: idParam("acc_3fJ9kQ2mZt7Vx1Lp") },
-    responses: { 200: json(accountSchema, "The account"), ...errorResponses(404) },
+    responses: { 200: jsonResponse(accountSchema, "The account"), ...errorResponses(404) },
   },
 );
 
@@ -240,7 +239,7 @@ const updateAccount = guardedRoute(
           .openapi("AccountUpdate"),
       ),
     },
-    responses: { 200: json(accountSchema, "The account"), ...errorResponses(400, 404, 409) },
+    responses: { 200: jsonResponse(accountSchema, "The account"), ...errorResponses(400, 404, 409) },
   },
 );
 
@@ -263,7 +262,10 @@ const createKey = guardedRoute(
         .openapi("KeyCreate"),
     ),
     responses: {
-      201: json(z.object({ key: keySchema, secret: secretField }), "Created; `secret` is shown only here"),
+      201: jsonResponse(
+        z.object({ key: keySchema, secret: secretField }),
+        "Created; `secret` is shown only here",
+      ),
       ...errorResponses(400, 404),
     },
   },
@@ -286,7 +288,7 @@ const listKeys = guardedRoute(
       }),
     },
     responses: {
-      200: json(z.object({ items: z.array(keySchema), nextAfter: z.string().nullable() }), "A page"),
+      200: jsonResponse(z.object({ items: z.array(keySchema), nextAfter: z.string().nullable() }), "A page"),
       ...errorResponses(400),
     },
   },
@@ -300,7 +302,7 @@ const getKey = guardedRoute(
     tags: ["identity"],
     summary: "One API key (never its secret)",
     request: { params: idParam("key_8sK2pQ9xVb4Nm7Rt") },
-    responses: { 200: json(keySchema, "The key"), ...errorResponses(404) },
+    responses: { 200: jsonResponse(keySchema, "The key"), ...errorResponses(404) },
   },
 );
 
@@ -336,7 +338,7 @@ const rotateKey = guardedRoute(
       },
     },
     responses: {
-      200: json(
+      200: jsonResponse(
         z.object({ key: keySchema, secret: secretField, previous: keySchema }),
         "The new key (its secret shown only here) and the old one with its new expiry",
       ),
@@ -353,7 +355,7 @@ const revokeKey = guardedRoute(
     tags: ["identity"],
     summary: "Revoke a key: every API process refuses it within a second, and its tokens with it",
     request: { params: idParam("key_8sK2pQ9xVb4Nm7Rt") },
-    responses: { 200: json(keySchema, "The revoked key"), ...errorResponses(404) },
+    responses: { 200: jsonResponse(keySchema, "The revoked key"), ...errorResponses(404) },
   },
 );
 
@@ -378,7 +380,7 @@ const listAuditEvents = guardedRoute(
       }),
     },
     responses: {
-      200: json(
+      200: jsonResponse(
         z.object({ items: z.array(auditEventSchema), nextBefore: z.number().int().nullable() }),
         "A page",
       ),

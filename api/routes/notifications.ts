@@ -2,17 +2,12 @@
 // asked, marked read one at a time or all at once) and its live stream (Server-Sent Events with
 // Last-Event-ID resume). An account sees its own notifications only.
 import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import type { NotificationView } from "../../domains/notifications/service.js";
-import { ANY_ROLE, guardedRoute } from "../../http/access.js";
+import { ANY_ROLE, accountCaller, guardedRoute } from "../../http/access.js";
 import type { AppEnv } from "../../http/context.js";
 import { HEARTBEAT_SECONDS, resumableStream } from "../../http/event-stream.js";
-import { AppError } from "../../lib/errors.js";
-import { errorResponses } from "../openapi.js";
-
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
+import { errorResponses, jsonResponse } from "../openapi.js";
 
 const notificationSchema = z
   .object({
@@ -34,7 +29,7 @@ const types = guardedRoute(OWN, {
   tags: ["notifications"],
   summary: "The catalog of notification types: name, description, JSON schema of data, example",
   responses: {
-    200: json(
+    200: jsonResponse(
       z.object({
         items: z.array(
           z.object({ name: z.string(), description: z.string(), schema: z.unknown(), example: z.unknown() }),
@@ -64,7 +59,7 @@ const inbox = guardedRoute(OWN, {
     }),
   },
   responses: {
-    200: json(
+    200: jsonResponse(
       z.object({ items: z.array(notificationSchema), nextBefore: z.number().int().nullable() }),
       "A page",
     ),
@@ -87,7 +82,7 @@ const markAllRead = guardedRoute(OWN, {
   tags: ["notifications"],
   summary: "Mark all the caller's notifications read",
   responses: {
-    200: json(z.object({ marked: z.number().int() }), "How many were unread"),
+    200: jsonResponse(z.object({ marked: z.number().int() }), "How many were unread"),
     ...errorResponses(),
   },
 });
@@ -114,11 +109,7 @@ const stream = guardedRoute(OWN, {
   },
 });
 
-const accountOf = (c: { get(key: "caller"): AppEnv["Variables"]["caller"] }) => {
-  const caller = c.get("caller");
-  if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key or token is required");
-  return caller.accountId;
-};
+const accountOf = (c: Context<AppEnv>) => accountCaller(c).accountId;
 
 export const notificationsRoutes = new OpenAPIHono<AppEnv>()
   .openapi(types, async (c) => c.json({ items: c.get("services").notifications.catalog() }, 200))

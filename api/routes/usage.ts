@@ -3,12 +3,11 @@
 // clients. The usage domain (domains/usage/) does the work; every route is declared, as all are.
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { Caller } from "../../domains/identity/caller.js";
 import type { LimitKind } from "../../domains/usage/client-limits.js";
 import { type CommittedBatchEvent, compareEventIds } from "../../domains/usage/events.js";
 import type { CachedAnswer } from "../../domains/usage/read-cache.js";
 import { DAILY_DAYS, TOP_CLIENTS, TOP_WINDOW_HOURS, type UsageService } from "../../domains/usage/service.js";
-import { ADMINS, guardedRoute, PUBLIC, rateLimitHeaders } from "../../http/access.js";
+import { ADMINS, accountCaller, guardedRoute, PUBLIC, rateLimitHeaders } from "../../http/access.js";
 import { clientAddress } from "../../http/client-address.js";
 import type { AppEnv } from "../../http/context.js";
 import { HEARTBEAT_SECONDS, resumableStream } from "../../http/event-stream.js";
@@ -17,17 +16,12 @@ import { AppError } from "../../lib/errors.js";
 import { pgText } from "../../lib/postgres-values.js";
 import { secureEqual } from "../../lib/secure-compare.js";
 import { USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
-import { errorResponses } from "../openapi.js";
+import { errorResponses, jsonResponse } from "../openapi.js";
 import { exchangeToken, tokenRoute } from "./identity.js";
 
 const DAY_MS = 86_400_000;
 /** A hit may be stamped this far in the future (clocks differ), not more. */
 const FUTURE_SKEW_MS = 5 * 60_000;
-
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 
 const clientIdField = z
   .string()
@@ -82,7 +76,7 @@ const register = guardedRoute(PUBLIC, {
     },
   },
   responses: {
-    201: json(
+    201: jsonResponse(
       z
         .object({ client_id: z.string(), name: z.string(), email: z.string(), api_key: z.string() })
         .openapi("RegisteredClient"),
@@ -105,7 +99,7 @@ const logHits = guardedRoute(
       "Hits show in /api/usage within a second or two of the 202.",
     request: { body: { required: true, content: { "application/json": { schema: logBody } } } },
     responses: {
-      202: json(z.object({ accepted: z.number().int() }).openapi("HitsAccepted"), "Durable"),
+      202: jsonResponse(z.object({ accepted: z.number().int() }).openapi("HitsAccepted"), "Durable"),
       ...errorResponses(400),
     },
   },
@@ -135,7 +129,7 @@ const daily = guardedRoute(
     summary: `Requests per client per UTC day for the last ${DAILY_DAYS} days, zero-filled`,
     description: "A client sees itself; admins and ops see every client, or one with ?client_id=.",
     request: { query: dailyQuery },
-    responses: { 200: json(dailyUsageSchema, "Daily usage"), ...errorResponses(400, 404) },
+    responses: { 200: jsonResponse(dailyUsageSchema, "Daily usage"), ...errorResponses(400, 404) },
   },
 );
 
@@ -148,7 +142,7 @@ const top = guardedRoute(
     summary: `The ${TOP_CLIENTS} clients with the most requests in the last ${TOP_WINDOW_HOURS} h`,
     description: "Rolling by the hour: this hour and the 23 before it.",
     responses: {
-      200: json(
+      200: jsonResponse(
         z
           .object({
             window_hours: z.number().int(),
@@ -223,7 +217,10 @@ const listClients = guardedRoute(
       }),
     },
     responses: {
-      200: json(z.object({ items: z.array(clientSchema), next_after: z.string().nullable() }), "A page"),
+      200: jsonResponse(
+        z.object({ items: z.array(clientSchema), next_after: z.string().nullable() }),
+        "A page",
+      ),
       ...errorResponses(400),
     },
   },
@@ -237,7 +234,7 @@ const getClient = guardedRoute(
     tags: ["usage"],
     summary: "One usage client (a client: itself only)",
     request: { params: clientParams },
-    responses: { 200: json(clientSchema, "The client"), ...errorResponses(404) },
+    responses: { 200: jsonResponse(clientSchema, "The client"), ...errorResponses(404) },
   },
 );
 
@@ -285,21 +282,16 @@ const updateClient = guardedRoute(
         },
       },
     },
-    responses: { 200: json(clientSchema, "The client"), ...errorResponses(400, 404) },
+    responses: { 200: jsonResponse(clientSchema, "The client"), ...errorResponses(400, 404) },
   },
 );
-
-const accountOf = (caller: Caller) => {
-  if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key or token is required");
-  return caller;
-};
 
 /**
  * A client's request admitted: from an address of its IP allowlist (403 otherwise), and counted
  * against its windows of `kind` (429 past either), with the RateLimit headers of the usage policy.
  */
 async function limitClient(c: Context<AppEnv>, kind: LimitKind, points = 1) {
-  const caller = accountOf(c.get("caller"));
+  const caller = accountCaller(c);
   if (caller.role !== "client") return caller;
   const usage = c.get("services").usage;
   try {
@@ -327,7 +319,7 @@ async function limitClient(c: Context<AppEnv>, kind: LimitKind, points = 1) {
  * client is as unknown to it as one that does not exist).
  */
 async function namedClient(c: Context<AppEnv>, clientId: string) {
-  const caller = accountOf(c.get("caller"));
+  const caller = accountCaller(c);
   const client = await c.get("services").usage.clientById(clientId);
   if (!client || (caller.role === "client" && client.accountId !== caller.accountId))
     throw new AppError("NOT_FOUND", `no client ${clientId}`);

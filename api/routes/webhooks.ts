@@ -2,16 +2,12 @@
 // creation and at each rotation), changes, disables and deletes them, reads their deliveries and
 // sends a test. An account sees its own endpoints only: another's answers 404, as a missing one.
 import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { isNotificationType } from "../../domains/notifications/types.js";
-import { ANY_ROLE, guardedRoute } from "../../http/access.js";
+import { ANY_ROLE, accountCaller, guardedRoute } from "../../http/access.js";
 import type { AppEnv } from "../../http/context.js";
-import { AppError } from "../../lib/errors.js";
-import { errorResponses, validationHook } from "../openapi.js";
+import { errorResponses, jsonResponse, validationHook } from "../openapi.js";
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 const body = <T extends z.ZodType>(schema: T) => ({
   required: true,
   content: { "application/json": { schema } },
@@ -74,7 +70,7 @@ const create = guardedRoute(OWN, {
   tags: TAGS,
   summary: "Register a webhook endpoint; its signing secret is in the answer, once",
   request: { body: body(z.object({ url: urlSchema, types: typesSchema.optional() }).strict()) },
-  responses: { 201: json(withSecret, "Registered"), ...errorResponses(400) },
+  responses: { 201: jsonResponse(withSecret, "Registered"), ...errorResponses(400) },
 });
 const list = guardedRoute(OWN, {
   method: "get",
@@ -82,7 +78,7 @@ const list = guardedRoute(OWN, {
   tags: TAGS,
   summary: "The caller's webhook endpoints",
   responses: {
-    200: json(z.object({ items: z.array(endpointSchema) }), "Its endpoints"),
+    200: jsonResponse(z.object({ items: z.array(endpointSchema) }), "Its endpoints"),
     ...errorResponses(),
   },
 });
@@ -92,7 +88,7 @@ const getOne = guardedRoute(OWN, {
   tags: TAGS,
   summary: "One of the caller's webhook endpoints",
   request: { params },
-  responses: { 200: json(endpointSchema, "The endpoint"), ...errorResponses(400, 404) },
+  responses: { 200: jsonResponse(endpointSchema, "The endpoint"), ...errorResponses(400, 404) },
 });
 const update = guardedRoute(OWN, {
   method: "patch",
@@ -111,7 +107,7 @@ const update = guardedRoute(OWN, {
         .strict(),
     ),
   },
-  responses: { 200: json(endpointSchema, "The endpoint"), ...errorResponses(400, 404) },
+  responses: { 200: jsonResponse(endpointSchema, "The endpoint"), ...errorResponses(400, 404) },
 });
 const remove = guardedRoute(OWN, {
   method: "delete",
@@ -147,7 +143,10 @@ const rotate = guardedRoute(OWN, {
       },
     },
   },
-  responses: { 200: json(withSecret, "The endpoint and its new secret"), ...errorResponses(400, 404) },
+  responses: {
+    200: jsonResponse(withSecret, "The endpoint and its new secret"),
+    ...errorResponses(400, 404),
+  },
 });
 const deliveries = guardedRoute(OWN, {
   method: "get",
@@ -156,7 +155,7 @@ const deliveries = guardedRoute(OWN, {
   summary: "The endpoint's latest deliveries, newest first, with every attempt",
   request: { params, query: z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }) },
   responses: {
-    200: json(z.object({ items: z.array(deliverySchema) }), "Deliveries"),
+    200: jsonResponse(z.object({ items: z.array(deliverySchema) }), "Deliveries"),
     ...errorResponses(400, 404),
   },
 });
@@ -189,7 +188,7 @@ const recover = guardedRoute(OWN, {
     },
   },
   responses: {
-    202: json(z.object({ redriven: z.number().int() }), "Queued, at most 10,000 per call"),
+    202: jsonResponse(z.object({ redriven: z.number().int() }), "Queued, at most 10,000 per call"),
     ...errorResponses(400, 404),
   },
 });
@@ -200,16 +199,12 @@ const test = guardedRoute(OWN, {
   summary: "Send a test.ping to the endpoint",
   request: { params },
   responses: {
-    202: json(z.object({ deliveryId: z.string() }), "Queued; see its deliveries"),
+    202: jsonResponse(z.object({ deliveryId: z.string() }), "Queued; see its deliveries"),
     ...errorResponses(400, 404),
   },
 });
 
-const accountOf = (c: { get(key: "caller"): AppEnv["Variables"]["caller"] }) => {
-  const caller = c.get("caller");
-  if (caller.kind !== "account") throw new AppError("UNAUTHORIZED", "an API key or token is required");
-  return caller.accountId;
-};
+const accountOf = (c: Context<AppEnv>) => accountCaller(c).accountId;
 
 export const webhooksRoutes = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
   .openapi(create, async (c) => {
