@@ -8,7 +8,7 @@ import { createUsageService } from "../domains/usage/service.js";
 import { createRedis } from "../lib/redis.js";
 import { createQueueRegistry } from "../queues/registry.js";
 import { createTestContext, eventually, type TestContext } from "../test/helpers/context.js";
-import { peer, serveApp } from "../test/helpers/http.js";
+import { peer, readEvents, type SseEvent, serveApp } from "../test/helpers/http.js";
 import { createDashboardsApp } from "./dashboards-app.js";
 import { CHART_CLIENTS } from "./usage-page.js";
 
@@ -66,45 +66,6 @@ async function expectAssetsServed(app: Requester) {
   const css = await app.request(stylesheet, { headers: ops });
   expect(css.status).toBe(200);
   expect(css.headers.get("content-type")).toMatch(/^text\/css/);
-}
-
-interface SseEvent {
-  event?: string;
-  data: string;
-}
-
-/** Reads server-sent events from `res` until `done` says so (or `timeoutMs`), then closes it. */
-async function readEvents(res: Response, done: (events: SseEvent[]) => boolean, timeoutMs = 10_000) {
-  expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  const events: SseEvent[] = [];
-  let text = "";
-  const deadline = Date.now() + timeoutMs;
-  try {
-    while (!done(events) && Date.now() < deadline) {
-      const chunk = await Promise.race([
-        reader.read(),
-        new Promise<undefined>((r) => setTimeout(() => r(undefined), Math.max(1, deadline - Date.now()))),
-      ]);
-      if (!chunk || chunk.done) break;
-      text += decoder.decode(chunk.value, { stream: true });
-      for (let end = text.indexOf("\n\n"); end >= 0; end = text.indexOf("\n\n")) {
-        const event: SseEvent = { data: "" };
-        for (const line of text.slice(0, end).split("\n")) {
-          const colon = line.indexOf(":");
-          const value = line.slice(colon + 1).trimStart();
-          if (line.startsWith("event:")) event.event = value;
-          else if (line.startsWith("data:")) event.data += value;
-        }
-        events.push(event);
-        text = text.slice(end + 2);
-      }
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  return events;
 }
 
 /** Requests a usage event stream counted for `clientId`. */

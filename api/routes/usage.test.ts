@@ -17,6 +17,7 @@ import {
   type TestContext,
 } from "../../test/helpers/context.js";
 import { createTestDatabase, type TestDatabase } from "../../test/helpers/database.js";
+import { readEvents, type SseEvent } from "../../test/helpers/http.js";
 import { type RedisServer, startRedisServer } from "../../test/helpers/redis-server.js";
 import { startTcpProxy, type TcpProxy } from "../../test/helpers/tcp-proxy.js";
 import type { RunningWorkers } from "../../workers/runtime.js";
@@ -331,49 +332,6 @@ describe("reads", () => {
     expect((await get("/api/usage/daily", { authorization: `Bearer ${access_token}x` })).status).toBe(401);
   });
 });
-
-interface SseEvent {
-  id?: string;
-  event?: string;
-  data: string;
-}
-
-/** Reads server-sent events from `res` until `done` says so (or `timeoutMs`), then closes it. */
-async function readEvents(res: Response, done: (events: SseEvent[]) => boolean, timeoutMs = 10_000) {
-  expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  const events: SseEvent[] = [];
-  let text = "";
-  const deadline = Date.now() + timeoutMs;
-  try {
-    while (!done(events) && Date.now() < deadline) {
-      const chunk = await Promise.race([
-        reader.read(),
-        new Promise<undefined>((r) => setTimeout(() => r(undefined), Math.max(1, deadline - Date.now()))),
-      ]);
-      if (!chunk || chunk.done) break;
-      text += decoder.decode(chunk.value, { stream: true });
-      let end = text.indexOf("\n\n");
-      while (end >= 0) {
-        const event: SseEvent = { data: "" };
-        for (const line of text.slice(0, end).split("\n")) {
-          const colon = line.indexOf(":");
-          const [field, value] = [line.slice(0, colon), line.slice(colon + 1).trimStart()];
-          if (field === "id") event.id = value;
-          else if (field === "event") event.event = value;
-          else if (field === "data") event.data += value;
-        }
-        events.push(event);
-        text = text.slice(end + 2);
-        end = text.indexOf("\n\n");
-      }
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  return events;
-}
 
 const usageEvents = (events: SseEvent[]) =>
   events
