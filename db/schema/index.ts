@@ -1,4 +1,5 @@
 export * from "./alerts.js";
+export * from "./entitlements.js";
 export * from "./identity.js";
 export * from "./notifications.js";
 export * from "./secrets.js";

@@ -3,7 +3,18 @@
 // change that caused it (domains/notifications/service.ts, notify), and the relay moves committed
 // rows onto the `notifications` queue, numbering them as it goes.
 import { sql } from "drizzle-orm";
-import { bigint, bigserial, index, jsonb, pgSequence, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import {
+  bigint,
+  bigserial,
+  boolean,
+  index,
+  jsonb,
+  pgSequence,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+} from "drizzle-orm/pg-core";
 import { accounts } from "./identity.js";
 
 /**
@@ -34,5 +45,25 @@ export const notifications = pgTable(
     index("notifications_account_idx").on(t.accountId, t.id),
     index("notifications_account_seq_idx").on(t.accountId, t.seq),
     index("notifications_outbox_idx").on(t.id).where(sql`relayed_at is null`),
+  ],
+);
+
+/**
+ * An account's choice about a type sent to an audience (a role) rather than to one account, e.g.
+ * `alert.triggered` to ops and admins: no row means the type's default (types.ts).
+ */
+export const notificationSubscriptions = pgTable(
+  "notification_subscriptions",
+  {
+    accountId: text()
+      .notNull()
+      .references(() => accounts.id),
+    type: text().notNull(),
+    subscribed: boolean().notNull(),
+    updatedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.accountId, t.type] }),
+    index("notification_subscriptions_type_idx").on(t.type),
   ],
 );
