@@ -7,7 +7,7 @@ import { QUEUE_NAMES, type QueueName } from "../queues/names.js";
 import { alertsConfig } from "./alerts/config.js";
 import { filesConfig } from "./files/config.js";
 import { identityConfig, identityConfigIssues } from "./identity/config.js";
-import { notificationsConfig } from "./notifications/config.js";
+import { notificationsConfig, notificationsWorkerConfigIssues } from "./notifications/config.js";
 import { secretsConfig, secretsConfigIssues } from "./secrets/config.js";
 import { usageConfig } from "./usage/config.js";
 
@@ -84,7 +84,8 @@ export function withConcurrency<T extends z.infer<typeof workerConfigSchema>>(
 }
 
 // The API always serves /v1/secrets and authenticates callers; a worker serves secrets only when
-// it serves the `encryption` queue, and authenticates no one.
+// it serves the `encryption` queue, signs webhooks only when it serves `notifications`, and
+// authenticates no one.
 export const loadApiConfig = (overrides?: Record<string, string | undefined>): ApiConfig => {
   const c = loadConfig(apiConfigSchema, overrides);
   exitOnConfigIssues([...secretsConfigIssues(c), ...identityConfigIssues(c)]);
@@ -92,7 +93,10 @@ export const loadApiConfig = (overrides?: Record<string, string | undefined>): A
 };
 export const loadWorkerConfig = (overrides?: Record<string, string | undefined>): WorkerConfig => {
   const c = withConcurrency(loadConfig(workerConfigSchema, overrides));
-  if (c.WORKER_QUEUES.includes("encryption")) exitOnConfigIssues(secretsConfigIssues(c));
+  exitOnConfigIssues([
+    ...(c.WORKER_QUEUES.includes("encryption") ? secretsConfigIssues(c) : []),
+    ...(c.WORKER_QUEUES.includes("notifications") ? notificationsWorkerConfigIssues(c) : []),
+  ]);
   return c;
 };
 /** The server keys the all-in-one start keeps in its data dir (dev/kept-secrets.ts). */

@@ -31,7 +31,7 @@ export function buildServices(
   const notifications = createNotificationsService(config, connections);
   const identity = createIdentityService(config, connections, { notifications });
   const services: Services = {
-    alerts: createAlertsService(config, connections),
+    alerts: createAlertsService(config, connections, { notifications }),
     files: createFilesService(config, connections),
     identity,
     notifications,

@@ -20,4 +20,14 @@ describe("config at process start", () => {
     for (const name of ["JOB_SEAL_KEY", "API_KEY_HASH_KEY", "ACCOUNT_DATA_KEY", "JWT_SIGNING_KEY"])
       expect(api.stderr()).toMatch(new RegExp(name));
   });
+
+  it("makes a worker serving notifications without ACCOUNT_DATA_KEY exit: it could sign no webhook", async () => {
+    const worker = startProcess("worker", "workers/main.ts", {
+      ...base,
+      MIGRATE_ON_START: "false",
+      WORKER_QUEUES: "notifications",
+    });
+    expect(await worker.waitForExit()).toEqual({ code: 78, signal: null });
+    expect(worker.stderr()).toMatch(/ACCOUNT_DATA_KEY: required by a worker serving `notifications`/);
+  });
 });

@@ -207,6 +207,106 @@ describe("the inbox", () => {
   });
 });
 
+describe("announced types (alerts)", () => {
+  const put = (path: string, headers: Record<string, string>, body: unknown) =>
+    t.app.request(path, {
+      method: "PUT",
+      headers: { ...headers, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  const alertEvent = (alertId: string, status: string, extra: Record<string, string> = {}) => ({
+    type: status === "TRIGGERED" ? "ALERT_CREATED" : "ALERT_CHANGED",
+    alert: {
+      alertId,
+      name: "Disk usage above 90%",
+      status,
+      service: { serviceId: "s-1", name: "db-primary" },
+      triggeredOn: "2026-12-03T10:00:00.000Z",
+      ...extra,
+    },
+  });
+
+  it("tells the ops and admins who subscribe that an alert was triggered, acknowledged and resolved, once each", async () => {
+    const [subscribed, unsubscribed] = [await t.account("ops"), await t.account("ops")];
+    for (const type of ["alert.triggered", "alert.acknowledged", "alert.resolved"]) {
+      const res = await put(`/v1/notifications/subscriptions/${type}`, subscribed.headers, {
+        subscribed: true,
+      });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ type, subscribed: true, default: false });
+    }
+    const listed = (await (await get("/v1/notifications/subscriptions", subscribed.headers)).json()) as {
+      items: { type: string; subscribed: boolean }[];
+    };
+    expect(listed.items.filter((i) => i.type.startsWith("alert."))).toEqual([
+      { type: "alert.triggered", subscribed: true, default: false },
+      { type: "alert.acknowledged", subscribed: true, default: false },
+      { type: "alert.resolved", subscribed: true, default: false },
+    ]);
+
+    const alertId = `a-${subscribed.account.id}`;
+    const alerts = t.deps.services.alerts;
+    await alerts.ingest([alertEvent(alertId, "TRIGGERED")] as never);
+    // A repeat, and an event that only fills in a responder, move nothing: no notification.
+    await alerts.ingest([alertEvent(alertId, "TRIGGERED")] as never);
+    const acked = { acknowledgedOn: "2026-12-03T10:04:00.000Z" };
+    await alerts.ingest([alertEvent(alertId, "ACKNOWLEDGED", acked)] as never);
+    await alerts.ingest([
+      alertEvent(alertId, "ACKNOWLEDGED", acked),
+      alertEvent(alertId, "RESOLVED", { ...acked, resolvedOn: "2026-12-03T10:20:00.000Z" }),
+    ] as never);
+
+    const inbox = await eventually(async () => {
+      const i = await inboxOf(subscribed);
+      return i.items.length >= 3 ? i : undefined;
+    });
+    expect(inbox.items.map((n) => [n.type, (n.data as { at: string }).at])).toEqual([
+      ["alert.resolved", "2026-12-03T10:20:00.000Z"],
+      ["alert.acknowledged", "2026-12-03T10:04:00.000Z"],
+      ["alert.triggered", "2026-12-03T10:00:00.000Z"],
+    ]);
+    expect(inbox.items[2]?.data).toMatchObject({ alertId, status: "TRIGGERED", serviceName: "db-primary" });
+    // Subscriptions are opt-in: an ops who never chose hears nothing.
+    expect((await inboxOf(unsubscribed)).items.filter((n) => n.type.startsWith("alert."))).toEqual([]);
+  });
+
+  it("stops announcing to an account that unsubscribes", async () => {
+    const ops = await t.account("ops");
+    const alerts = t.deps.services.alerts;
+    await put("/v1/notifications/subscriptions/alert.triggered", ops.headers, { subscribed: true });
+    await alerts.ingest([alertEvent(`a1-${ops.account.id}`, "TRIGGERED")] as never);
+    await eventually(async () => ((await inboxOf(ops)).items.length === 1 ? true : undefined));
+    await put("/v1/notifications/subscriptions/alert.triggered", ops.headers, { subscribed: false });
+    await alerts.ingest([alertEvent(`a2-${ops.account.id}`, "TRIGGERED")] as never);
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await inboxOf(ops)).items).toHaveLength(1);
+  });
+
+  it("refuses a subscription outside the type's audience, to a type sent to one account, or to no type", async () => {
+    const quant = await t.account("quant");
+    const forbidden = await put("/v1/notifications/subscriptions/alert.triggered", quant.headers, {
+      subscribed: true,
+    });
+    expect(forbidden.status).toBe(403);
+    expect(await forbidden.json()).toMatchObject({ error: { code: "FORBIDDEN" } });
+    const personal = await put("/v1/notifications/subscriptions/key.revoked", admin.headers, {
+      subscribed: true,
+    });
+    expect(personal.status).toBe(400);
+    expect(await personal.json()).toMatchObject({ error: { message: expect.stringMatching(/key.revoked/) } });
+    const unknown = await put("/v1/notifications/subscriptions/no.such", admin.headers, { subscribed: true });
+    expect(unknown.status).toBe(404);
+    const bad = await put("/v1/notifications/subscriptions/alert.triggered", admin.headers, {
+      subscribed: "yes",
+    });
+    expect(bad.status).toBe(400);
+    expect(
+      ((await (await get("/v1/notifications/subscriptions", quant.headers)).json()) as { items: unknown[] })
+        .items,
+    ).toEqual([]);
+  });
+});
+
 describe("the live stream", () => {
   it("streams an account its own notifications, and resumes after Last-Event-ID", async () => {
     const [a, b] = [await t.account("client"), await t.account("client")];

@@ -32,7 +32,18 @@ const types = guardedRoute(OWN, {
     200: jsonResponse(
       z.object({
         items: z.array(
-          z.object({ name: z.string(), description: z.string(), schema: z.unknown(), example: z.unknown() }),
+          z.object({
+            name: z.string(),
+            description: z.string(),
+            schema: z.unknown(),
+            example: z.unknown(),
+            audience: z
+              .object({ roles: z.array(z.string()).readonly(), subscribedByDefault: z.boolean() })
+              .nullable()
+              .openapi({
+                description: "Null: sent to the account it concerns; else announced to these roles",
+              }),
+          }),
         ),
       }),
       "The catalog",
@@ -109,6 +120,40 @@ const stream = guardedRoute(OWN, {
   },
 });
 
+const subscriptionSchema = z
+  .object({
+    type: z.string().openapi({ example: "alert.triggered" }),
+    subscribed: z.boolean(),
+    default: z.boolean().openapi({ description: "Whether an account that never chose receives it" }),
+  })
+  .openapi("NotificationSubscription");
+
+const subscriptions = guardedRoute(OWN, {
+  method: "get",
+  path: "/v1/notifications/subscriptions",
+  tags: ["notifications"],
+  summary: "The announced types the caller's role may receive (alerts, access requests), and whether it does",
+  responses: {
+    200: jsonResponse(z.object({ items: z.array(subscriptionSchema) }), "The caller's subscriptions"),
+    ...errorResponses(),
+  },
+});
+
+const updateSubscription = guardedRoute(OWN, {
+  method: "put",
+  path: "/v1/notifications/subscriptions/{type}",
+  tags: ["notifications"],
+  summary: "Subscribe to an announced type, or unsubscribe",
+  request: {
+    params: z.object({ type: z.string().min(1).max(100) }),
+    body: { content: { "application/json": { schema: z.object({ subscribed: z.boolean() }).strict() } } },
+  },
+  responses: {
+    200: jsonResponse(subscriptionSchema, "The choice, recorded"),
+    ...errorResponses(400, 403, 404),
+  },
+});
+
 const accountOf = (c: Context<AppEnv>) => accountCaller(c).accountId;
 
 export const notificationsRoutes = new OpenAPIHono<AppEnv>()
@@ -122,6 +167,20 @@ export const notificationsRoutes = new OpenAPIHono<AppEnv>()
       limit: q.limit,
     });
     return c.json(page, 200);
+  })
+  .openapi(subscriptions, async (c) => {
+    const { accountId, role } = accountCaller(c);
+    return c.json({ items: await c.get("services").notifications.subscriptions(accountId, role) }, 200);
+  })
+  .openapi(updateSubscription, async (c) => {
+    const { accountId, role } = accountCaller(c);
+    const choice = await c.get("services").notifications.updateSubscription({
+      accountId,
+      role,
+      type: c.req.valid("param").type,
+      subscribed: c.req.valid("json").subscribed,
+    });
+    return c.json(choice, 200);
   })
   .openapi(markRead, async (c) => {
     await c.get("services").notifications.markRead(accountOf(c), c.req.valid("param").id);

@@ -698,6 +698,35 @@ describe("per-client rate limits", () => {
     expect(inbox.items[0]?.data.retryAfterSeconds).toBeGreaterThan(0);
   });
 
+  it("warns a client once per window when it has used 80 % of an hourly limit", async () => {
+    const quota = await createTestContext({ USAGE_READS_PER_HOUR: "10" });
+    try {
+      const client = await register(quota);
+      type Inbox = { items: { type: string; data: Record<string, number | string> }[] };
+      const inbox = async () => {
+        await quota.deps.services.notifications.relay();
+        return (await (await get("/v1/notifications", client.headers, quota)).json()) as Inbox;
+      };
+      for (let i = 0; i < 7; i++)
+        expect((await get("/api/usage/daily", client.headers, quota)).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await inbox()).items).toEqual([]);
+      // The 8th read of 10 crosses 80 %; the 9th and 10th are in the same window.
+      for (let i = 0; i < 3; i++)
+        expect((await get("/api/usage/daily", client.headers, quota)).status).toBe(200);
+      const warned = await eventually(async () => {
+        const i = await inbox();
+        return i.items.length > 0 ? i : undefined;
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await inbox()).items).toHaveLength(1);
+      expect(warned.items[0]?.type).toBe("usage.quota_warning");
+      expect(warned.items[0]?.data).toMatchObject({ kind: "reads", used: 8, limit: 10 });
+    } finally {
+      await quota.close();
+    }
+  });
+
   it("counts a batch's hits against the ingestion limit", async () => {
     const client = await register(limited);
     const send = (n: number) =>

@@ -13,8 +13,9 @@ export const alerts = pgTable(
     alertId: text().primaryKey(),
     name: text().notNull(),
     status: alertStatus().notNull(),
-    // The status before the merge that last changed it (null: the merge that created the row):
-    // the merge returns it, so a transition is known without a second read.
+    // The status before the latest merge that wrote the row (null: that merge created it; equal to
+    // status: it filled in something else). The merge returns it, so it knows which alerts it moved
+    // (alert.* notifications) without a second read.
     statusBefore: alertStatus(),
     responderId: text(),
     responderName: text(),

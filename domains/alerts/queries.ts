@@ -1,6 +1,7 @@
 // Alerts in Postgres: the batched merge of events (raw postgres.js, one statement per batch)
 // and the reads behind the API and the dashboard (drizzle).
 import { and, count, desc, eq, gte, lt, lte, or, type SQL, sql } from "drizzle-orm";
+import type { TransactionSql } from "postgres";
 import type { Db, Sql } from "../../db/client.js";
 import { type AlertStatus, alerts } from "../../db/schema/alerts.js";
 import { hasNoNul, isStorableInstant } from "../../lib/postgres-values.js";
@@ -19,8 +20,11 @@ import type { AlertEvent } from "../../queues/alert-ingestion.js";
  * row twice), rows are written in key order so concurrent batches lock in the same order,
  * and a row is not rewritten when an event brings nothing new.
  */
-export async function mergeAlertEvents(sql: Sql, events: readonly AlertEvent[]): Promise<void> {
-  if (events.length === 0) return;
+export async function mergeAlertEvents(
+  sql: Sql | TransactionSql,
+  events: readonly AlertEvent[],
+): Promise<AlertTransition[]> {
+  if (events.length === 0) return [];
   const cols = {
     id: [] as string[],
     name: [] as string[],
@@ -45,7 +49,7 @@ export async function mergeAlertEvents(sql: Sql, events: readonly AlertEvent[]):
     cols.acked.push(a.acknowledgedOn ?? null);
     cols.resolved.push(a.resolvedOn ?? null);
   }
-  await sql`
+  const rows = await sql<(AlertTransition & { statusBefore: AlertStatus | null })[]>`
     with input as (
       select * from unnest(
         ${cols.id}::text[], ${cols.name}::text[], ${cols.status}::alert_status[],
@@ -77,6 +81,7 @@ export async function mergeAlertEvents(sql: Sql, events: readonly AlertEvent[]):
     from folded order by alert_id
     on conflict (alert_id) do update set
       status = greatest(a.status, excluded.status),
+      status_before = a.status,
       name = case when excluded.status > a.status then excluded.name else a.name end,
       responder_id = case when excluded.status > a.status then coalesce(excluded.responder_id, a.responder_id) else coalesce(a.responder_id, excluded.responder_id) end,
       responder_name = case when excluded.status > a.status then coalesce(excluded.responder_name, a.responder_name) else coalesce(a.responder_name, excluded.responder_name) end,
@@ -93,7 +98,26 @@ export async function mergeAlertEvents(sql: Sql, events: readonly AlertEvent[]):
        or (a.responder_id is null and excluded.responder_id is not null)
        or (a.responder_name is null and excluded.responder_name is not null)
        or (a.service_id is null and excluded.service_id is not null)
-       or (a.service_name is null and excluded.service_name is not null)`;
+       or (a.service_name is null and excluded.service_name is not null)
+    returning alert_id as "alertId", name, status, status_before as "statusBefore",
+              service_name as "serviceName", responder_name as "responderName",
+              case status when 'RESOLVED' then resolved_on when 'ACKNOWLEDGED' then acknowledged_on
+                          else triggered_on end as at`;
+  // A row written for the first time, or whose status this merge moved forward; a merge that only
+  // filled in a field leaves status_before equal to status.
+  return rows
+    .filter((r) => r.statusBefore === null || r.statusBefore !== r.status)
+    .map(({ statusBefore: _before, ...t }) => t);
+}
+
+/** An alert whose status a merge set: new, acknowledged or resolved. */
+export interface AlertTransition {
+  alertId: string;
+  name: string;
+  status: AlertStatus;
+  serviceName: string | null;
+  responderName: string | null;
+  at: Date;
 }
 
 export interface AlertFilters {

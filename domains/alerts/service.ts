@@ -6,6 +6,7 @@ import { AppError, isInvalidData, PermanentError, RETRY_AFTER_SECONDS } from "..
 import { ALERT_EVENTS_PER_JOB, type AlertEvent, alertIngestionQueue } from "../../queues/alert-ingestion.js";
 import { enqueue } from "../../queues/contract.js";
 import type { Connections } from "../connections.js";
+import type { NotificationsService } from "../notifications/service.js";
 import type { AlertsConfig } from "./config.js";
 import {
   type AlertCursor,
@@ -23,6 +24,12 @@ interface PendingMerge {
   rejected?: unknown;
 }
 
+const ALERT_NOTIFICATION = {
+  TRIGGERED: "alert.triggered",
+  ACKNOWLEDGED: "alert.acknowledged",
+  RESOLVED: "alert.resolved",
+} as const;
+
 /** Postgres refused some events of a job for good (the rest landed). */
 export class RejectedEventsError extends PermanentError {
   override readonly name = "RejectedEventsError";
@@ -33,6 +40,7 @@ export type AlertsService = ReturnType<typeof createAlertsService>;
 export function createAlertsService(
   config: Pick<AlertsConfig, "ALERTS_BATCH_MAX" | "ALERTS_MAX_QUEUED">,
   { database, queues }: Pick<Connections, "database" | "queues">,
+  { notifications }: { notifications?: NotificationsService } = {},
 ) {
   /**
    * Events posted at about the same moment go to Redis as one `alerts.ingestBatch` job (group
@@ -70,11 +78,25 @@ export function createAlertsService(
     },
   });
 
+  /**
+   * Merges events and, in the same transaction, announces every alert they moved (new,
+   * acknowledged, resolved) to the ops and admins who subscribe (alert.* notifications).
+   */
   const merge = (items: PendingMerge[]) =>
-    mergeAlertEvents(
-      database.sql,
-      items.map((i) => i.event),
-    );
+    database.sql.begin(async (tx) => {
+      const moved = await mergeAlertEvents(
+        tx,
+        items.map((i) => i.event),
+      );
+      if (notifications && moved.length > 0)
+        await notifications.notifyAudience(
+          tx,
+          moved.map(({ at, ...alert }) => ({
+            type: ALERT_NOTIFICATION[alert.status],
+            data: { ...alert, at: at.toISOString() },
+          })),
+        );
+    });
   const merger = createBatcher<PendingMerge>({
     maxBatch: config.ALERTS_BATCH_MAX,
     async flush(items) {

@@ -37,3 +37,12 @@ export const notificationsConfig = {
 };
 
 export type NotificationsConfig = ConfigOf<typeof notificationsConfig>;
+
+/** What a worker serving `notifications` lacks: it unseals webhook signing secrets to sign. */
+export function notificationsWorkerConfigIssues(c: { ACCOUNT_DATA_KEY?: string | undefined }): string[] {
+  return c.ACCOUNT_DATA_KEY === undefined
+    ? [
+        "ACCOUNT_DATA_KEY: required by a worker serving `notifications` (it unseals webhook signing secrets); the API's value",
+      ]
+    : [];
+}

@@ -32,6 +32,47 @@ export async function insertNotification(
 }
 
 /**
+ * Records each announcement for every active account of `roles` that subscribes to its type (its
+ * own choice in notification_subscriptions, else `subscribedByDefault`), in one statement.
+ * Answers how many notifications it made.
+ */
+export async function insertAudienceNotifications(
+  tx: Sql | TransactionSql,
+  q: { type: string; roles: readonly string[]; subscribedByDefault: boolean; data: readonly unknown[] },
+): Promise<number> {
+  if (q.data.length === 0) return 0;
+  const rows = await tx<{ id: number }[]>`
+    insert into notifications (account_id, type, data)
+    select a.id, ${q.type}, d.data
+    from accounts a
+    left join notification_subscriptions s on s.account_id = a.id and s.type = ${q.type}
+    cross join jsonb_array_elements(${tx.json(q.data as never)}) with ordinality as d(data, n)
+    where a.role = any(${q.roles as string[]}::account_role[]) and a.disabled_at is null
+      and coalesce(s.subscribed, ${q.subscribedByDefault})
+    order by d.n, a.id
+    returning id`;
+  if (rows.length > 0) await tx`select pg_notify(${OUTBOX_CHANNEL}, '')`;
+  return rows.length;
+}
+
+/** The account's own choices about announced types. */
+export async function subscriptionChoices(sql: Sql, accountId: string): Promise<Map<string, boolean>> {
+  const rows = await sql<{ type: string; subscribed: boolean }[]>`
+    select type, subscribed from notification_subscriptions where account_id = ${accountId}`;
+  return new Map(rows.map((r) => [r.type, r.subscribed]));
+}
+
+export async function setSubscription(
+  sql: Sql,
+  q: { accountId: string; type: string; subscribed: boolean },
+): Promise<void> {
+  await sql`
+    insert into notification_subscriptions (account_id, type, subscribed)
+    values (${q.accountId}, ${q.type}, ${q.subscribed})
+    on conflict (account_id, type) do update set subscribed = excluded.subscribed, updated_at = now()`;
+}
+
+/**
  * Moves up to `limit` committed notifications out of the outbox, numbering them in relay order,
  * one relay at a time (an advisory lock), and hands them to `enqueue` inside the same
  * transaction: if the enqueue fails, they stay in the outbox. A row enqueued and then left in the

@@ -11,8 +11,10 @@ import type { Logger } from "../../lib/logger.js";
 import { createRedis } from "../../lib/redis.js";
 import { notificationsQueue } from "../../queues/notifications.js";
 import type { Connections } from "../connections.js";
+import type { Role } from "../identity/caller.js";
 import {
   findNotification,
+  insertAudienceNotifications,
   insertNotification,
   listNotifications,
   markRead,
@@ -20,8 +22,12 @@ import {
   notificationsAfter,
   OUTBOX_CHANNEL,
   relayOutbox,
+  setSubscription,
+  subscriptionChoices,
 } from "./queries.js";
 import {
+  audienceOf,
+  isNotificationType,
   NOTIFICATION_TYPES,
   type NotificationData,
   type NotificationTypeName,
@@ -114,6 +120,65 @@ export function createNotificationsService(
     ): Promise<number> {
       const data = NOTIFICATION_TYPES[n.type].schema.parse(n.data);
       return insertNotification(tx, { accountId: n.account, type: n.type, data });
+    },
+
+    /**
+     * Announces events of types sent to an audience (types.ts: `audience`), e.g. `alert.triggered`:
+     * each goes to every active account of the audience's roles that subscribes, in the
+     * transaction `tx` of the change. Answers how many notifications were made.
+     */
+    async notifyAudience<T extends NotificationTypeName>(
+      tx: TransactionSql,
+      events: readonly { type: T; data: NotificationData<T> }[],
+    ): Promise<number> {
+      const byType = new Map<T, unknown[]>();
+      for (const e of events) {
+        const list = byType.get(e.type) ?? [];
+        list.push(NOTIFICATION_TYPES[e.type].schema.parse(e.data));
+        byType.set(e.type, list);
+      }
+      let made = 0;
+      for (const [type, data] of byType) {
+        const audience = audienceOf(type);
+        if (!audience) throw new Error(`${type} is addressed to one account: use notify()`);
+        made += await insertAudienceNotifications(tx, { type, ...audience, data });
+      }
+      return made;
+    },
+
+    /** The announced types an account of `role` may receive, and whether it does. */
+    async subscriptions(accountId: string, role: Role) {
+      const choices = await subscriptionChoices(sql, accountId);
+      return (Object.keys(NOTIFICATION_TYPES) as NotificationTypeName[]).flatMap((type) => {
+        const audience = audienceOf(type);
+        if (!audience?.roles.includes(role)) return [];
+        return [
+          {
+            type,
+            subscribed: choices.get(type) ?? audience.subscribedByDefault,
+            default: audience.subscribedByDefault,
+          },
+        ];
+      });
+    },
+
+    /**
+     * Subscribes an account to an announced type, or unsubscribes it. NOT_FOUND for a type not in
+     * the catalog; VALIDATION_FAILED for one addressed to single accounts; FORBIDDEN when the
+     * account's role is not in the type's audience.
+     */
+    async updateSubscription(q: { accountId: string; role: Role; type: string; subscribed: boolean }) {
+      if (!isNotificationType(q.type)) throw new AppError("NOT_FOUND", `no notification type ${q.type}`);
+      const audience = audienceOf(q.type);
+      if (!audience)
+        throw new AppError(
+          "VALIDATION_FAILED",
+          `${q.type} is sent to the account it concerns; there is no subscription to it`,
+        );
+      if (!audience.roles.includes(q.role))
+        throw new AppError("FORBIDDEN", `${q.type} is sent to ${audience.roles.join(" and ")} accounts only`);
+      await setSubscription(sql, q);
+      return { type: q.type, subscribed: q.subscribed, default: audience.subscribedByDefault };
     },
 
     /** Moves committed notifications from the outbox onto the queue; answers how many. */

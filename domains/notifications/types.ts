@@ -2,11 +2,23 @@
 // so producers are checked against the same schema the catalog shows), and an example. A domain
 // that notifies adds its types here; GET /v1/notifications/types serves the catalog.
 import { z } from "zod";
+import type { Role } from "../identity/caller.js";
+
+/**
+ * Who receives a type that is not addressed to one account but announced (`notifyAudience`):
+ * every active account of these roles that subscribes — by default, or by its own choice
+ * (PUT /v1/notifications/subscriptions/{type}).
+ */
+export interface Audience {
+  roles: readonly Role[];
+  subscribedByDefault: boolean;
+}
 
 interface NotificationType<S extends z.ZodType> {
   description: string;
   schema: S;
   example: z.infer<S>;
+  audience?: Audience;
 }
 
 const type = <S extends z.ZodType>(t: NotificationType<S>) => t;
@@ -39,12 +51,55 @@ export const NOTIFICATION_TYPES = {
       reason: "no delivery succeeded for 5 days",
     },
   }),
+  ...alertTypes(),
+  "usage.quota_warning": type({
+    description:
+      "The client used most of an hourly limit (USAGE_QUOTA_WARNING_PERCENT, default 80 %); sent once per window.",
+    schema: z.object({
+      kind: z.enum(["reads", "hits"]),
+      used: z.number().int(),
+      limit: z.number().int(),
+      resetSeconds: z.number().int(),
+    }),
+    example: { kind: "hits", used: 80_000, limit: 100_000, resetSeconds: 1_260 },
+  }),
   "test.ping": type({
     description: "A test notification, sent on request.",
     schema: z.object({ message: z.string() }),
     example: { message: "hello" },
   }),
 } as const;
+
+/** alert.triggered, alert.acknowledged, alert.resolved: to the ops and admins who subscribe. */
+function alertTypes() {
+  const schema = z.object({
+    alertId: z.string(),
+    name: z.string(),
+    status: z.enum(["TRIGGERED", "ACKNOWLEDGED", "RESOLVED"]),
+    serviceName: z.string().nullable(),
+    responderName: z.string().nullable(),
+    at: z.string(),
+  });
+  const alert = (status: "TRIGGERED" | "ACKNOWLEDGED" | "RESOLVED", happened: string) =>
+    type({
+      description: `An alert ${happened}. Sent to the ops and admin accounts that subscribe (none by default).`,
+      schema,
+      example: {
+        alertId: "a-7f3c",
+        name: "Disk usage above 90%",
+        status,
+        serviceName: "db-primary",
+        responderName: status === "TRIGGERED" ? null : "Dana",
+        at: "2026-12-03T14:05:00.000Z",
+      },
+      audience: { roles: ["ops", "admin"], subscribedByDefault: false },
+    });
+  return {
+    "alert.triggered": alert("TRIGGERED", "was triggered"),
+    "alert.acknowledged": alert("ACKNOWLEDGED", "was acknowledged by a responder"),
+    "alert.resolved": alert("RESOLVED", "was resolved"),
+  };
+}
 
 export type NotificationTypeName = keyof typeof NOTIFICATION_TYPES;
 export type NotificationData<T extends NotificationTypeName> = z.infer<
@@ -60,4 +115,11 @@ export const notificationCatalog = () =>
     description: t.description,
     schema: z.toJSONSchema(t.schema),
     example: t.example,
+    audience: audienceOf(name as NotificationTypeName) ?? null,
   }));
+
+/** The audience of an announced type; undefined for a type addressed to one account. */
+export const audienceOf = (name: NotificationTypeName): Audience | undefined => {
+  const t: { audience?: Audience } = NOTIFICATION_TYPES[name];
+  return t.audience;
+};

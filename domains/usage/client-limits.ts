@@ -105,14 +105,15 @@ export function createClientLimits(opts: {
     /**
      * Whether a client's request from `address` may go on: its IP allowlist (empty: anywhere).
      * FORBIDDEN otherwise. Then takes `points` from the client's windows of `kind`: RATE_LIMITED
-     * past either. Answers the window closest to its limit, for the RateLimit headers.
+     * past either. Answers the window closest to its limit, for the RateLimit headers, and the
+     * hour's window (the quota).
      */
     async admit(
       kind: LimitKind,
       accountId: string,
       address: string,
       points = 1,
-    ): Promise<RateLimitState & { windowSeconds: number }> {
+    ): Promise<RateLimitState & { windowSeconds: number; hour: RateLimitState }> {
       const client = await known(accountId);
       if (client.allowed && !client.allowed.contains(address))
         throw new AppError("FORBIDDEN", "this client may not call from this address (its IP allowlist)");
@@ -134,7 +135,9 @@ export function createClientLimits(opts: {
         ...(o as PromiseFulfilledResult<RateLimitState>).value,
         windowSeconds: (windows[i] as RateLimit).windowSeconds,
       }));
-      return states.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a));
+      const closest = states.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a));
+      const hour = states.find((w) => w.windowSeconds === 3600) ?? closest;
+      return { ...closest, hour };
     },
 
     /** The client's minute window of `kind`, for the headers of a refusal. */

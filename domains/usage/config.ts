@@ -33,6 +33,9 @@ export const usageConfig = {
   USAGE_READS_PER_HOUR: perWindow(1_000),
   USAGE_HITS_PER_MINUTE: perWindow(60_000),
   USAGE_HITS_PER_HOUR: perWindow(1_000_000),
+  // A client that has used this share of an hourly limit is told so (usage.quota_warning), once
+  // per window. 100: never.
+  USAGE_QUOTA_WARNING_PERCENT: z.coerce.number().int().min(1).max(100).default(80),
 };
 
 export type UsageConfig = ConfigOf<typeof usageConfig>;

@@ -8,7 +8,7 @@ import { createBatcher } from "../../lib/batcher.js";
 import { AppError, isDependencyDown, isInvalidData, RETRY_AFTER_SECONDS } from "../../lib/errors.js";
 import { randomId } from "../../lib/ids.js";
 import type { Logger } from "../../lib/logger.js";
-import { createRateLimit } from "../../lib/rate-limit.js";
+import { createRateLimit, type RateLimitState } from "../../lib/rate-limit.js";
 import { enqueue, JOB_OWNERS_FIELD } from "../../queues/contract.js";
 import { type LoggedHit, logBatchingQueue, USAGE_HITS_PER_JOB } from "../../queues/log-batching.js";
 import type { Connections } from "../connections.js";
@@ -41,6 +41,8 @@ const REPLICA_ANSWER_TTL_SECONDS = 5;
 /** How often a process with a spool looks for hits to replay (while Redis answers). */
 const SPOOL_REPLAY_EVERY_MS = 1_000;
 const DAY_MS = 86_400_000;
+/** Windows of clients warned of their quota that a process remembers, before it forgets ended ones. */
+const QUOTA_WARNED_MAX = 10_000;
 /** Hours in the rolling window of /api/usage/top: this hour and the 23 before it. */
 export const TOP_WINDOW_HOURS = 24;
 export const TOP_CLIENTS = 3;
@@ -172,6 +174,39 @@ export function createUsageService(
         account: accountId,
         type: "usage.rate_limited",
         data: { kind, retryAfterSeconds: windowLeftSeconds },
+      }),
+    );
+  }
+
+  /**
+   * Tells a client it has used USAGE_QUOTA_WARNING_PERCENT of an hourly limit, once per window:
+   * this process remembers the windows it has seen warned, so a client near its quota costs no
+   * Redis call per request; the Redis key settles it between processes.
+   */
+  const quotaWarned = new Map<string, number>();
+  async function warnQuota(kind: LimitKind, accountId: string, hour: RateLimitState) {
+    const used = hour.limit - hour.remaining;
+    if (!notifications || config.USAGE_QUOTA_WARNING_PERCENT >= 100) return;
+    if (used * 100 < hour.limit * config.USAGE_QUOTA_WARNING_PERCENT) return;
+    const now = Date.now();
+    const windowKey = `${kind}:${accountId}`;
+    if ((quotaWarned.get(windowKey) ?? 0) > now) return;
+    if (quotaWarned.size >= QUOTA_WARNED_MAX)
+      for (const [key, until] of quotaWarned) if (until <= now) quotaWarned.delete(key);
+    quotaWarned.set(windowKey, now + hour.resetSeconds * 1000);
+    const first = await redis.set(
+      `${keyPrefix}:quota-warned:${kind}:${accountId}`,
+      "1",
+      "EX",
+      Math.max(1, hour.resetSeconds),
+      "NX",
+    );
+    if (first !== "OK") return;
+    await sql.begin((tx) =>
+      notifications.notify(tx, {
+        account: accountId,
+        type: "usage.quota_warning",
+        data: { kind, used, limit: hour.limit, resetSeconds: hour.resetSeconds },
       }),
     );
   }
@@ -380,11 +415,19 @@ export function createUsageService(
 
     /**
      * A client's request admitted (its allowlist, then its windows of `kind`); past a limit the
-     * client is also notified, once per window (`usage.rate_limited`).
+     * client is also notified, once per window (`usage.rate_limited`), and near its hourly limit
+     * warned, once per window (`usage.quota_warning`).
      */
     async admit(kind: LimitKind, accountId: string, address: string, points = 1) {
       try {
-        return await limits.admit(kind, accountId, address, points);
+        const admitted = await limits.admit(kind, accountId, address, points);
+        void warnQuota(kind, accountId, admitted.hour).catch((notifyErr: unknown) =>
+          logger.warn(
+            { err: { message: (notifyErr as Error).message } },
+            "usage: the client was not warned of its quota",
+          ),
+        );
+        return admitted;
       } catch (err) {
         if (err instanceof AppError && err.code === "RATE_LIMITED")
           void notifyRateLimited(kind, accountId, err.retryAfter ?? 60).catch((notifyErr: unknown) =>
