@@ -343,6 +343,79 @@ describe("delivery", () => {
   });
 });
 
+describe("the retry schedule, on an injected clock", () => {
+  // No worker here: the test runs each attempt itself, at the instant its clock says.
+  let c: TestContext;
+  beforeAll(async () => {
+    c = await createTestContext({ WEBHOOKS_ALLOW_PRIVATE_ADDRESSES: "true" });
+  });
+  afterAll(() => c.close());
+
+  it("waits 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h between attempts, signing each at its own time", async () => {
+    let clock = new Date("2026-12-03T12:00:00.000Z");
+    const webhooks = createWebhooksService(c.workerConfig, c.deps, { now: () => clock });
+    const a = await c.account("client");
+    const r = await receiver(Array.from({ length: 8 }, () => 500));
+    const endpoint = (await webhooks.create(a.account.id, { url: r.url })) as Endpoint;
+    const { deliveryId } = await webhooks.test(a.account.id, endpoint.id);
+    const queue = c.deps.queues.get(notificationsQueue.name);
+
+    const waits: number[] = [];
+    for (let attempt = 1; attempt <= 8; attempt++) {
+      const outcome = await webhooks.deliver(deliveryId, attempt);
+      const [row] = (await c.deps.database.sql`
+        select next_attempt_at as "nextAttemptAt" from webhook_deliveries where id = ${deliveryId}`) as [
+        { nextAttemptAt: Date | null },
+      ];
+      // Signed at the attempt's instant: a receiver's 5-minute tolerance holds for a retry hours later.
+      const sent = r.received.at(-1) as Received;
+      expect(Number(sent.headers["webhook-timestamp"])).toBe(clock.getTime() / 1000);
+      if (attempt === 8) {
+        expect(outcome).toBe("dead");
+        expect(row.nextAttemptAt).toBeNull();
+        break;
+      }
+      expect(outcome).toBe("retrying");
+      const wait = ((row.nextAttemptAt as Date).getTime() - clock.getTime()) / 1000;
+      waits.push(wait);
+      // The next attempt is a delayed job of that delay.
+      const next = (await queue.getDelayed()).find(
+        (j) => j.data.deliveryId === deliveryId && j.data.attempt === attempt + 1,
+      );
+      expect(next?.opts.delay).toBe(wait * 1000);
+      clock = new Date(clock.getTime() + wait * 1000);
+    }
+    expect(waits).toEqual([5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]);
+    expect(r.received.map((m) => m.headers["webhook-id"])).toEqual(Array(8).fill(deliveryId));
+  });
+
+  it("is verified within the receiver's timestamp tolerance only: a stale or replayed message is refused", async () => {
+    let clock = new Date();
+    const webhooks = createWebhooksService(c.workerConfig, c.deps, { now: () => clock });
+    const a = await c.account("client");
+    const r = await receiver();
+    const endpoint = (await webhooks.create(a.account.id, { url: r.url })) as Endpoint & { secret: string };
+    const verifier = new Webhook(endpoint.secret);
+    const { deliveryId } = await webhooks.test(a.account.id, endpoint.id);
+    expect(await webhooks.deliver(deliveryId, 1)).toBe("succeeded");
+    const fresh = r.received[0] as Received;
+    expect(() => verifier.verify(fresh.body, fresh.headers as Record<string, string>)).not.toThrow();
+
+    // A message signed 10 minutes ago (a replay, or a clock far off) fails the 5-minute tolerance.
+    clock = new Date(Date.now() - 10 * 60_000);
+    const stale = await webhooks.test(a.account.id, endpoint.id);
+    expect(await webhooks.deliver(stale.deliveryId, 1)).toBe("succeeded");
+    const old = r.received[1] as Received;
+    expect(() => verifier.verify(old.body, old.headers as Record<string, string>)).toThrow(/too old/i);
+    // A changed timestamp breaks the signature.
+    const forged = {
+      ...(old.headers as Record<string, string>),
+      "webhook-timestamp": String(Math.floor(Date.now() / 1000)),
+    };
+    expect(() => verifier.verify(old.body, forged as Record<string, string>)).toThrow();
+  });
+});
+
 describe("endpoints", () => {
   it("lists, changes, disables and deletes an account's own endpoints; another account gets 404", async () => {
     const owner = await t.account("client");
@@ -428,7 +501,12 @@ describe("endpoints", () => {
 });
 
 describe("SSRF", () => {
-  const resolve = async (host: string) => (host === "internal.example" ? ["10.0.0.1"] : ["93.184.215.14"]);
+  const resolve = async (host: string) =>
+    host === "internal.example"
+      ? ["10.0.0.1"]
+      : host === "loopback.example"
+        ? ["127.0.0.1"]
+        : ["93.184.215.14"];
   const strict = () =>
     createWebhooksService({ ...t.workerConfig, WEBHOOKS_ALLOW_PRIVATE_ADDRESSES: false }, t.deps, {
       resolve,
@@ -442,6 +520,7 @@ describe("SSRF", () => {
       "http://localhost.:1/x".replace("localhost.", "127.0.0.2"),
       "http://169.254.169.254/latest/meta-data",
       "http://internal.example/hooks",
+      "https://loopback.example/hooks",
       "http://[::1]/hooks",
       "http://[fd00:ec2::254]/",
       "http://[::ffff:10.1.2.3]/",
@@ -487,6 +566,29 @@ describe("SSRF", () => {
     expect(r.received).toHaveLength(0);
     const [row] = await t.deps.database.sql<{ error: string }[]>`
       select error from webhook_attempts where delivery_id = 'msg_ssrfcheck'`;
+    expect(row?.error).toMatch(/non-public/);
+  });
+
+  it("refuses a host that resolved to a public address at registration and to 127.0.0.1 at delivery (DNS rebinding)", async () => {
+    const a = await t.account("client");
+    let answer = "93.184.215.14";
+    const rebinding = createWebhooksService(
+      { ...t.workerConfig, WEBHOOKS_ALLOW_PRIVATE_ADDRESSES: false },
+      t.deps,
+      {
+        resolve: async () => [answer],
+      },
+    );
+    const endpoint = await rebinding.create(a.account.id, { url: "https://rebind.example/hooks" });
+    answer = "127.0.0.1";
+    // A delivery without a job: the workers of this file must not attempt it with their resolver.
+    const deliveryId = "msg_rebinding";
+    await t.deps.database.sql`
+      insert into webhook_deliveries (id, endpoint_id, type, payload)
+      values (${deliveryId}, ${endpoint.id}, 'test.ping', ${t.deps.database.sql.json({ type: "test.ping" })})`;
+    expect(await rebinding.deliver(deliveryId, 1)).toBe("retrying");
+    const [row] = await t.deps.database.sql<{ error: string }[]>`
+      select error from webhook_attempts where delivery_id = ${deliveryId}`;
     expect(row?.error).toMatch(/non-public/);
   });
 

@@ -120,9 +120,11 @@ const RECOVER_MAX = 10_000;
 export function createWebhooksService(
   config: WebhooksConfig,
   { database, redis, queues, logger }: Pick<Connections, "database" | "redis" | "queues" | "logger">,
-  options: { resolve?: Resolver } = {},
+  options: { resolve?: Resolver; now?: () => Date } = {},
 ) {
   const sql = database.sql;
+  // The clock: what signs (webhook-timestamp), schedules retries and ends a rotation's overlap.
+  const now = options.now ?? (() => new Date());
   const policy: AddressPolicy = {
     allowPrivate: config.WEBHOOKS_ALLOW_PRIVATE_ADDRESSES,
     httpsOnly: config.NODE_ENV === "production",
@@ -149,11 +151,7 @@ export function createWebhooksService(
   /** The secrets that sign now: the current one, and the previous one during a rotation's overlap. */
   function activeSecrets(e: EndpointRow): string[] {
     const secrets = [openSecret(e.id, e.secretSealed)];
-    if (
-      e.previousSecretSealed &&
-      e.previousSecretExpiresAt &&
-      new Date(e.previousSecretExpiresAt) > new Date()
-    )
+    if (e.previousSecretSealed && e.previousSecretExpiresAt && new Date(e.previousSecretExpiresAt) > now())
       secrets.push(openSecret(e.id, e.previousSecretSealed));
     return secrets;
   }
@@ -247,7 +245,7 @@ export function createWebhooksService(
       return { status: null, error: (err as Error).message, durationMs: 0 };
     }
     const body = JSON.stringify(delivery.payload);
-    const timestamp = Math.floor(Date.now() / 1000);
+    const timestamp = Math.floor(now().getTime() / 1000);
     return send(url, address, webhookHeaders(activeSecrets(endpoint), delivery.id, timestamp, body), body);
   }
 
@@ -368,7 +366,7 @@ export function createWebhooksService(
         notificationId: null,
         type: "test.ping",
         data: { message: "a test from Conveyor" },
-        at: new Date(),
+        at: now(),
       });
       return { deliveryId: (d as DeliveryRow).id };
     },
@@ -419,7 +417,7 @@ export function createWebhooksService(
       const gone = result.status === 410;
       const delaySeconds = schedule[attempt - 1];
       const retry = !ok && !gone && delaySeconds !== undefined;
-      const nextAttemptAt = retry ? new Date(Date.now() + delaySeconds * 1000) : null;
+      const nextAttemptAt = retry ? new Date(now().getTime() + delaySeconds * 1000) : null;
       // The next attempt is enqueued before this one is recorded: a crash in between repeats this
       // attempt (at least once), and never loses the delivery.
       if (retry) await enqueueDelivery(deliveryId, attempt + 1, delaySeconds * 1000);
